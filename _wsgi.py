@@ -1,0 +1,165 @@
+"""The HTTP app Label Studio talks to.
+
+* `gunicorn _wsgi:app` (production), `python _wsgi.py --host H --port P` and
+  `label-studio-ml start .` all serve the same app through gunicorn: the Werkzeug dev server
+  pinned by label-studio-ml is never used.
+* Settings come from the environment (`baal_backend.settings`); `--model-dir` overrides MODEL_DIR.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any, Dict, Optional, Tuple
+
+from flask import Flask, jsonify, request
+
+from baal_backend.engine import Engine
+from baal_backend.schema import SchemaError
+from baal_backend.settings import Settings, SettingsError
+from baal_backend.studio import RequestError, project_id
+from label_studio_baal_hf import BaalTextClassifier
+
+log = logging.getLogger("baal_backend.http")
+
+
+def create_app(settings: Optional[Settings] = None, engine: Optional[Engine] = None) -> Flask:
+    """Build the Flask app around one engine (made from the environment when not given)."""
+    settings = settings or Settings.from_env()
+    engine = engine or Engine(settings)
+    app = Flask(__name__)
+    app.config["ENGINE"] = engine
+
+    def body() -> Dict[str, Any]:
+        data = request.get_json(force=True, silent=True)
+        if not isinstance(data, dict):
+            raise RequestError("the request body must be a JSON object")
+        return data
+
+    def model_for(project: Any, label_config: Optional[str]) -> BaalTextClassifier:
+        return BaalTextClassifier(engine, project, label_config)
+
+    @app.errorhandler(RequestError)
+    def bad_request(exc: Exception) -> Tuple[Any, int]:
+        return jsonify({"error": str(exc)}), 400
+
+    @app.errorhandler(SchemaError)
+    def bad_config(exc: Exception) -> Tuple[Any, int]:
+        return jsonify({"error": f"label config not supported: {exc}"}), 422
+
+    @app.errorhandler(Exception)
+    def failure(exc: Exception) -> Tuple[Any, int]:
+        code = getattr(exc, "code", None)
+        if isinstance(code, int) and 400 <= code < 500:  # werkzeug's own 404, 405 ...
+            return jsonify({"error": str(exc)}), code
+        log.exception("request to %s failed", request.path)
+        return jsonify({"error": f"{type(exc).__name__}: {exc}"}), 500
+
+    @app.route("/", methods=["GET"])
+    @app.route("/health", methods=["GET"])
+    def health():
+        return jsonify({"status": "UP", "model_class": BaalTextClassifier.__name__, "model_dir": str(settings.model_dir)})
+
+    @app.route("/setup", methods=["POST"])
+    def setup():
+        data = body()
+        model = model_for(data.get("project"), data.get("schema"))
+        return jsonify({"model_version": model.model_version})
+
+    @app.route("/predict", methods=["POST"])
+    def predict():
+        data = body()
+        tasks = data.get("tasks")
+        if not isinstance(tasks, list):
+            raise RequestError("'tasks' must be a list of tasks")
+        project = data.get("project")
+        if project is None and tasks and isinstance(tasks[0], dict):
+            project = tasks[0].get("project")
+        model = model_for(project, data.get("label_config"))
+        started = time.perf_counter()
+        results = model.predict(tasks)
+        log.info("project %s: predicted %d tasks in %.2fs", model.project, len(tasks), time.perf_counter() - started)
+        return jsonify({"results": results, "model_version": model.model_version})
+
+    @app.route("/webhook", methods=["POST"])
+    def webhook():
+        data = body()
+        action = data.get("action")
+        if not isinstance(action, str):
+            raise RequestError("the webhook has no 'action'")
+        project = data.get("project")
+        config = project.get("label_config") if isinstance(project, dict) else None
+        model = model_for(project, config)
+        return jsonify(model.process_event(action, data)), 200
+
+    @app.route("/versions", methods=["GET", "POST"])
+    def versions():
+        data = body() if request.method == "POST" else dict(request.args)
+        project = project_id(data.get("project"))
+        return jsonify(
+            {
+                "versions": [v["version"] for v in engine.versions(project)],
+                "current": engine.current_version(project),
+                "details": engine.versions(project),
+                "training": engine.jobs.is_training(project),
+                "last_run": engine.project(project).last_run,
+                "model_dir": str(settings.model_dir),
+            }
+        )
+
+    return app
+
+
+def _serve(app: Flask, host: str, port: int, threads: int) -> None:
+    """Serve with gunicorn in this process: one worker (it owns the training threads)."""
+    from gunicorn.app.base import BaseApplication
+
+    class _Server(BaseApplication):
+        def load_config(self) -> None:
+            self.cfg.set("bind", f"{host}:{port}")
+            self.cfg.set("workers", 1)
+            self.cfg.set("threads", threads)
+            self.cfg.set("timeout", 300)
+
+        def load(self) -> Flask:
+            return app
+
+    _Server().run()
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(level=level, format="[%(asctime)s] [%(levelname)s] [%(name)s] %(message)s")
+
+
+def main(argv: Optional[list] = None) -> None:
+    parser = argparse.ArgumentParser(description="Bayesian active-learning ML backend for Label Studio")
+    parser.add_argument("-p", "--port", type=int, default=int(os.environ.get("PORT_BACKEND", 9090)))
+    parser.add_argument("--host", default="0.0.0.0", help="address to listen on (default 0.0.0.0)")
+    parser.add_argument("--model-dir", default=None, help="where projects' labels and versions live (MODEL_DIR)")
+    parser.add_argument("--log-level", default=os.environ.get("LOG_LEVEL", "INFO"))
+    parser.add_argument("-d", "--debug", action="store_true", help="log at DEBUG level")
+    parser.add_argument("--threads", type=int, default=8, help="request threads")
+    # Accepted for compatibility with label-studio-ml's generated _wsgi.py; settings come from env.
+    parser.add_argument("--kwargs", "--with", dest="kwargs", nargs="+", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--check", action="store_true", help="validate settings and exit")
+    args = parser.parse_args(argv)
+    _configure_logging("DEBUG" if args.debug else args.log_level.upper())
+    if args.kwargs:
+        log.warning("--with/--kwargs are ignored: configure the backend with environment variables")
+    try:
+        settings = Settings.from_env(model_dir=Path(args.model_dir) if args.model_dir else None)
+    except SettingsError as exc:
+        raise SystemExit(f"configuration error: {exc}")
+    if args.check:
+        print(f"settings OK: {settings}")
+        return
+    _serve(create_app(settings), args.host, args.port, args.threads)
+
+
+if __name__ == "__main__":
+    main()
+else:
+    _configure_logging(os.environ.get("LOG_LEVEL", "INFO").upper())
+    app = create_app()

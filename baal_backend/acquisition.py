@@ -1,0 +1,93 @@
+"""MC-Dropout probabilities -> how informative each text is -> the score Label Studio sorts by.
+
+Base uncertainties come from baal's heuristics (`baal.active.heuristics`). On top of them:
+
+* every heuristic is turned into an *informativeness* `u`, higher = label this first, in its
+  natural units (BALD and entropy in nats, `1 - margin`, `1 - max p`, a uniform draw);
+* `u` is normalised by its theoretical maximum (log C for BALD and entropy, 1 - 1/C for least
+  confidence) so scores from different requests and model versions compare;
+* the `power_*` variants (Kirsch et al. 2022, "Stochastic Batch Acquisition") sample a batch
+  with probability proportional to `u`. Sampling without replacement proportional to `u` is the
+  same as taking the top-k of `log u + Gumbel noise`, so each text gets its own perturbed key and
+  Label Studio's plain sort by score performs the power sampling. baal's `PowerSampling` does the
+  same draw with `np.random.choice`, which needs the whole pool at once.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+from baal.active.heuristics import BALD, Certainty, Entropy, Margin
+
+_EPS = 1e-12
+
+
+def informativeness(probs: np.ndarray, heuristic: str, rng: Optional[np.random.Generator] = None) -> np.ndarray:
+    """Per-text informativeness, higher = more useful to label.
+
+    Parameters
+    ----------
+    probs : array [n, classes, draws] of MC-Dropout class probabilities.
+    heuristic : one of `settings.HEURISTICS`.
+    rng : randomness for `random` and the `power_*` variants.
+
+    Returns
+    -------
+    array [n]: deterministic heuristics lie in [0, 1]; `power_*` give Gumbel-perturbed log keys.
+    """
+    if probs.ndim != 3:
+        raise ValueError(f"probabilities must be [n, classes, draws], got shape {probs.shape}")
+    n, n_classes, _ = probs.shape
+    rng = rng or np.random.default_rng()
+    if n == 0:
+        return np.zeros(0)
+    if heuristic.startswith("power_"):
+        base = informativeness(probs, heuristic[len("power_"):], rng)
+        return np.log(np.clip(base, _EPS, None)) + rng.gumbel(size=n)
+    if heuristic == "random":
+        return rng.random(n)
+    log_c = np.log(n_classes)
+    if heuristic == "bald":
+        return np.clip(BALD().get_uncertainties(probs) / log_c, 0.0, 1.0)
+    if heuristic == "entropy":
+        return np.clip(Entropy().get_uncertainties(probs) / log_c, 0.0, 1.0)
+    if heuristic == "margin":
+        return np.clip(1.0 - Margin().get_uncertainties(probs), 0.0, 1.0)
+    if heuristic == "least_confidence":
+        return np.clip((1.0 - Certainty().get_uncertainties(probs)) / (1.0 - 1.0 / n_classes), 0.0, 1.0)
+    raise ValueError(f"unknown heuristic {heuristic!r}")
+
+
+def raw_uncertainty(probs: np.ndarray, heuristic: str, rng: Optional[np.random.Generator] = None) -> np.ndarray:
+    """The heuristic's own value, highest = most informative (the original tutorial's sort).
+
+    BALD and entropy in nats (not divided by log C); the others as `informativeness`.
+    """
+    u = informativeness(probs, heuristic, rng)
+    if heuristic in ("bald", "entropy"):
+        u = u * np.log(probs.shape[1])
+    return u
+
+
+def prediction_scores(
+    probs: np.ndarray, heuristic: str, score_mode: str, rng: Optional[np.random.Generator] = None
+) -> np.ndarray:
+    """The `score` Label Studio stores for each prediction.
+
+    `rank` (default): in [0, 1], LOWEST = most informative, so Label Studio's "Uncertainty
+    sampling" and an ascending sort by prediction score serve the best task first.
+    `uncertainty`: `raw_uncertainty`, HIGHEST = most informative (sort descending).
+    """
+    if score_mode == "uncertainty":
+        return raw_uncertainty(probs, heuristic, rng)
+    u = informativeness(probs, heuristic, rng)
+    if heuristic.startswith("power_"):
+        return 1.0 / (1.0 + np.exp(u))  # a monotone map of the perturbed log key onto (0, 1)
+    return 1.0 - u
+
+
+def select(probs: np.ndarray, heuristic: str, k: int, rng: Optional[np.random.Generator] = None) -> np.ndarray:
+    """Indices of the `k` texts to label next, most informative first."""
+    u = informativeness(probs, heuristic, rng)
+    k = min(k, len(u))
+    return np.argsort(-u, kind="stable")[:k]

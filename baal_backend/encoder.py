@@ -1,0 +1,86 @@
+"""The frozen base encoder: texts -> mean-pooled embeddings, computed once per text and cached.
+
+One `Encoder` per base model is shared by every project: it is the only thing projects share.
+"""
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections import OrderedDict
+from typing import Iterator, List, Sequence, Tuple
+
+import numpy as np
+import torch
+
+from .hf import load_base_model, load_tokenizer
+
+
+def length_sorted_batches(texts: Sequence[str], batch_size: int) -> Iterator[List[int]]:
+    """Index batches of similar length, so dynamic padding wastes little compute."""
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    for start in range(0, len(order), batch_size):
+        yield order[start : start + batch_size]
+
+
+class Encoder:
+    """Tokenizer + transformer body; `embed` returns L2-normalised mean-pooled vectors.
+
+    The cache is keyed by a hash of the text, bounded to `cache_size` entries (LRU), and makes a
+    retrain on 1000 labels cost only the head's training once those texts were predicted once.
+    """
+
+    def __init__(self, name_or_path: str, max_length: int = 128, batch_size: int = 64, cache_size: int = 200_000):
+        self.name_or_path = name_or_path
+        self.max_length = max_length
+        self.batch_size = batch_size
+        self.tokenizer = load_tokenizer(name_or_path)
+        self.model = load_base_model(name_or_path).eval()
+        self.dim: int = int(self.model.config.hidden_size)
+        self._cache: "OrderedDict[bytes, np.ndarray]" = OrderedDict()
+        self._cache_size = cache_size
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _key(text: str) -> bytes:
+        return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Embeddings [n, dim] (float32) for `texts`, computing only the ones not cached."""
+        keys = [self._key(t) for t in texts]
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        missing: List[int] = []
+        with self._lock:
+            for i, key in enumerate(keys):
+                vec = self._cache.get(key)
+                if vec is None:
+                    missing.append(i)
+                else:
+                    self._cache.move_to_end(key)
+                    out[i] = vec
+        if missing:
+            fresh = self._forward([texts[i] for i in missing])
+            with self._lock:
+                for i, vec in zip(missing, fresh):
+                    out[i] = vec
+                    self._cache[keys[i]] = vec
+                while len(self._cache) > self._cache_size:
+                    self._cache.popitem(last=False)
+        return out
+
+    @torch.inference_mode()
+    def _forward(self, texts: Sequence[str]) -> np.ndarray:
+        result = np.empty((len(texts), self.dim), dtype=np.float32)
+        for idx in length_sorted_batches(texts, self.batch_size):
+            batch = self.tokenizer(
+                [texts[i] for i in idx], truncation=True, max_length=self.max_length, padding=True, return_tensors="pt"
+            )
+            hidden = self.model(**batch).last_hidden_state
+            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+            pooled = torch.nn.functional.normalize(pooled, dim=-1)
+            result[idx] = pooled.float().numpy()
+        return result
+
+    def cache_info(self) -> Tuple[int, int]:
+        """(entries, capacity) of the embedding cache."""
+        return len(self._cache), self._cache_size

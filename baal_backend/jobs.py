@@ -1,0 +1,77 @@
+"""Training runs in the background: one at a time per project, bursts coalesced.
+
+`request()` returns at once. While a project's run is going, further requests only set a flag;
+when the run ends, one more run starts on whatever is stored by then. A burst of N annotations
+therefore gives at most two runs, and the last run always sees the newest labels.
+
+This in-process runner is the zero-setup default. Anything with the same `request` /
+`is_training` / `wait_idle` methods (an RQ queue, say) can take its place in `Engine`.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Callable, Dict
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _State:
+    running: bool = False
+    pending: bool = False
+    pending_sync: bool = False
+    runs: int = 0
+
+
+class TrainingCoordinator:
+    """Runs `train(project_id, sync)` on a background thread per busy project."""
+
+    def __init__(self, train: Callable[[str, bool], None]):
+        self._train = train
+        self._states: Dict[str, _State] = {}
+        self._cond = threading.Condition(threading.RLock())  # re-entered by wait_idle
+
+    def request(self, project_id: str, sync: bool = False) -> str:
+        """Ask for a run; returns "started" or "queued" (coalesced into the next run)."""
+        with self._cond:
+            state = self._states.setdefault(project_id, _State())
+            state.pending_sync |= sync
+            if state.running:
+                state.pending = True
+                return "queued"
+            state.running, state.pending = True, True
+        threading.Thread(target=self._loop, args=(project_id,), name=f"train-{project_id}", daemon=True).start()
+        return "started"
+
+    def _loop(self, project_id: str) -> None:
+        while True:
+            with self._cond:
+                state = self._states[project_id]
+                if not state.pending:
+                    state.running = False
+                    self._cond.notify_all()
+                    return
+                sync, state.pending, state.pending_sync = state.pending_sync, False, False
+                state.runs += 1
+            try:
+                self._train(project_id, sync)
+            except Exception:  # a failed run keeps the previous version serving
+                log.exception("training run for project %s failed", project_id)
+
+    def is_training(self, project_id: str) -> bool:
+        with self._cond:
+            state = self._states.get(project_id)
+            return bool(state and state.running)
+
+    def runs(self, project_id: str) -> int:
+        """How many runs this process has started for the project."""
+        with self._cond:
+            state = self._states.get(project_id)
+            return state.runs if state else 0
+
+    def wait_idle(self, project_id: str, timeout: float) -> bool:
+        """Block until the project has no run going or queued; False on timeout."""
+        with self._cond:
+            return self._cond.wait_for(lambda: not self.is_training(project_id), timeout)

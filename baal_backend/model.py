@@ -1,0 +1,195 @@
+"""Classifiers with MC-Dropout: texts -> class probabilities [n, classes, draws].
+
+Both kinds follow one rule that makes 20 draws cheap: the transformer body runs ONCE per text,
+deterministically, and only the classification head is dropout-patched (baal's `patch_module`)
+and run `draws` times. The tutorial's way, 20 passes through the whole network, costs 20 body
+passes per text; the head is a tiny fraction of that. This is the approximation we make: the
+epistemic uncertainty comes from the head's dropout only (see the README's design section).
+
+* `HeadClassifier` ("head" mode): frozen shared `Encoder` + a small MLP head.
+* `TransformerClassifier` ("finetune" mode, and fine-tuned checkpoints used as is): a whole
+  `AutoModelForSequenceClassification`.
+"""
+from __future__ import annotations
+
+import json
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, Protocol, Sequence, Tuple
+
+import numpy as np
+import torch
+from baal.bayesian.dropout import patch_module
+from torch import nn
+from transformers import AutoModelForSequenceClassification, PreTrainedModel
+
+from .encoder import Encoder, length_sorted_batches
+from .hf import load_tokenizer
+
+META_FILE = "classifier.json"
+HEAD_WEIGHTS = "head.pt"
+
+
+class Classifier(Protocol):
+    kind: str
+    labels: Tuple[str, ...]
+
+    def predict_proba(self, texts: Sequence[str], draws: int) -> np.ndarray: ...
+
+    def save(self, path: Path) -> None: ...
+
+
+def _draws_to_probs(logits: torch.Tensor, n: int, draws: int) -> np.ndarray:
+    """Logits [n * draws, C] (draws of a text adjacent) -> probabilities [n, C, draws]."""
+    probs = torch.softmax(logits.float(), dim=-1).view(n, draws, -1).permute(0, 2, 1)
+    return probs.numpy()
+
+
+class MCHead(nn.Module):
+    """Dropout -> Linear -> ReLU -> Dropout -> Linear; its dropouts become MC-Dropout."""
+
+    def __init__(self, dim: int, n_classes: int, hidden: int = 256, dropout: float = 0.3):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Dropout(dropout / 3),
+            nn.Linear(dim, hidden),
+            nn.ReLU(),
+            nn.Dropout(dropout),
+            nn.Linear(hidden, n_classes),
+        )
+        patch_module(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class HeadClassifier:
+    """Frozen encoder embeddings -> MC-Dropout MLP head."""
+
+    kind = "head"
+
+    def __init__(self, encoder: Encoder, head: MCHead, labels: Sequence[str]):
+        self.encoder = encoder
+        self.head = head.eval()
+        self.labels = tuple(labels)
+
+    @classmethod
+    def new(cls, encoder: Encoder, labels: Sequence[str], seed: int = 0) -> "HeadClassifier":
+        torch.manual_seed(seed)
+        return cls(encoder, MCHead(encoder.dim, len(labels)), labels)
+
+    def predict_proba(self, texts: Sequence[str], draws: int) -> np.ndarray:
+        return self.proba_from_embeddings(self.encoder.embed(texts), draws)
+
+    @torch.inference_mode()
+    def proba_from_embeddings(self, emb: np.ndarray, draws: int, chunk: int = 4096) -> np.ndarray:
+        out = np.empty((len(emb), len(self.labels), draws), dtype=np.float32)
+        for start in range(0, len(emb), chunk):
+            x = torch.from_numpy(emb[start : start + chunk])
+            logits = self.head(x.repeat_interleave(draws, dim=0))
+            out[start : start + len(x)] = _draws_to_probs(logits, len(x), draws)
+        return out
+
+    def save(self, path: Path) -> None:
+        torch.save(self.head.state_dict(), path / HEAD_WEIGHTS)
+        meta = {"kind": self.kind, "labels": list(self.labels), "encoder": self.encoder.name_or_path}
+        (path / META_FILE).write_text(json.dumps(meta))
+
+    @classmethod
+    def load(cls, path: Path, encoder: Encoder) -> "HeadClassifier":
+        meta = json.loads((path / META_FILE).read_text())
+        head = MCHead(encoder.dim, len(meta["labels"]))
+        head.load_state_dict(torch.load(path / HEAD_WEIGHTS, weights_only=True))
+        return cls(encoder, head, meta["labels"])
+
+
+class _Fixed(nn.Module):
+    """Stands in for a model's body and returns an output computed beforehand."""
+
+    def __init__(self, output):
+        super().__init__()
+        self.output = output
+
+    def forward(self, *args, **kwargs):
+        return self.output
+
+
+def patch_head(model: PreTrainedModel) -> PreTrainedModel:
+    """MC-Dropout in every module of `model` except its transformer body."""
+    prefix = model.base_model_prefix
+    body = getattr(model, prefix)
+    setattr(model, prefix, nn.Identity())  # hide the body from patch_module
+    try:
+        patch_module(model)
+    finally:
+        setattr(model, prefix, body)
+    return model
+
+
+class TransformerClassifier:
+    """A whole Hugging Face sequence classifier, its head dropout-patched."""
+
+    kind = "finetune"
+
+    def __init__(self, model: PreTrainedModel, tokenizer, max_length: int = 128, batch_size: int = 32):
+        self.model = patch_head(model).eval()
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+        self.batch_size = batch_size
+        id2label = model.config.id2label
+        self.labels = tuple(str(id2label[i]) for i in sorted(id2label, key=int))
+        self._lock = threading.Lock()  # predict swaps the body out for a moment
+
+    @contextmanager
+    def _body_replaced(self, output) -> Iterator[None]:
+        prefix = self.model.base_model_prefix
+        body = getattr(self.model, prefix)
+        setattr(self.model, prefix, _Fixed(output))
+        try:
+            yield
+        finally:
+            setattr(self.model, prefix, body)
+
+    @torch.inference_mode()
+    def predict_proba(self, texts: Sequence[str], draws: int) -> np.ndarray:
+        out = np.empty((len(texts), len(self.labels), draws), dtype=np.float32)
+        body = self.model.base_model
+        with self._lock:
+            self.model.eval()
+            for idx in length_sorted_batches(texts, self.batch_size):
+                enc = self.tokenizer(
+                    [texts[i] for i in idx],
+                    truncation=True,
+                    max_length=self.max_length,
+                    padding=True,
+                    return_tensors="pt",
+                )
+                body_out = body(**enc)
+                repeated = type(body_out)(
+                    **{k: v.repeat_interleave(draws, 0) if torch.is_tensor(v) else v for k, v in body_out.items()}
+                )
+                inputs = {k: v.repeat_interleave(draws, 0) for k, v in enc.items()}
+                with self._body_replaced(repeated):
+                    logits = self.model(**inputs).logits
+                out[idx] = _draws_to_probs(logits, len(idx), draws)
+        return out
+
+    def save(self, path: Path) -> None:
+        self.model.save_pretrained(path)
+        self.tokenizer.save_pretrained(path)
+        meta = {"kind": self.kind, "labels": list(self.labels)}
+        (path / META_FILE).write_text(json.dumps(meta))
+
+    @classmethod
+    def load(cls, path: Path, max_length: int = 128) -> "TransformerClassifier":
+        model = AutoModelForSequenceClassification.from_pretrained(path)
+        return cls(model, load_tokenizer(str(path)), max_length=max_length)
+
+
+def load_classifier_dir(path: Path, encoder: Encoder, max_length: int) -> Classifier:
+    """Load whichever kind of classifier a published version directory holds."""
+    kind = json.loads((Path(path) / META_FILE).read_text())["kind"]
+    if kind == HeadClassifier.kind:
+        return HeadClassifier.load(Path(path), encoder)
+    return TransformerClassifier.load(Path(path), max_length=max_length)

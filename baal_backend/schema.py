@@ -1,0 +1,75 @@
+"""Label config -> what a text classifier needs: from_name, to_name, the task data key, labels."""
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from typing import Tuple
+
+
+class SchemaError(ValueError):
+    """The label config cannot be served by a single-label text classifier."""
+
+
+@dataclass(frozen=True)
+class Schema:
+    """A `Choices` tag bound to a `Text` tag.
+
+    Attributes
+    ----------
+    from_name, to_name : the tag names Label Studio expects in a result.
+    text_key : key of the task's `data` holding the text (`$text` -> `text`).
+    labels : the choices, in config order; this order is the model's class order.
+    """
+
+    from_name: str
+    to_name: str
+    text_key: str
+    labels: Tuple[str, ...]
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.labels)
+
+
+def parse_label_config(config: str) -> Schema:
+    """Find the one Choices/Text pair of a label config, or raise `SchemaError` saying why not."""
+    if not isinstance(config, str) or not config.strip():
+        raise SchemaError("the label config is empty")
+    try:
+        root = ET.fromstring(config)
+    except ET.ParseError as exc:
+        raise SchemaError(f"the label config is not valid XML: {exc}") from None
+
+    texts = {
+        el.get("name"): el.get("value", "")
+        for el in root.iter()
+        if el.tag.lower() in ("text", "hypertext", "paragraphs") and el.get("name")
+    }
+    pairs = [
+        el for el in root.iter() if el.tag.lower() == "choices" and el.get("toName") in texts
+    ]
+    if not pairs:
+        raise SchemaError("the label config has no <Choices> tag bound (toName) to a <Text> tag")
+    if len(pairs) > 1:
+        names = ", ".join(el.get("name", "?") for el in pairs)
+        raise SchemaError(f"the label config has several Choices/Text pairs ({names}); one is supported")
+
+    choices = pairs[0]
+    from_name, to_name = choices.get("name"), choices.get("toName")
+    if not from_name:
+        raise SchemaError("the <Choices> tag has no name attribute")
+    if (choices.get("choice") or "single").lower() == "multiple":
+        raise SchemaError(f'<Choices name="{from_name}"> has choice="multiple"; multi-label is not supported yet')
+
+    value = texts[to_name]
+    if not value.startswith("$") or len(value) < 2:
+        raise SchemaError(f'<Text name="{to_name}"> must read its text from task data, like value="$text"')
+
+    labels = [el.get("value") for el in choices.iter() if el.tag.lower() == "choice"]
+    if any(not label for label in labels):
+        raise SchemaError(f'a <Choice> in "{from_name}" has no value')
+    if len(set(labels)) != len(labels):
+        raise SchemaError(f'<Choices name="{from_name}"> lists a choice twice')
+    if len(labels) < 2:
+        raise SchemaError(f'<Choices name="{from_name}"> needs at least 2 choices, found {len(labels)}')
+    return Schema(from_name, to_name, value[1:], tuple(labels))

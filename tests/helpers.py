@@ -1,0 +1,61 @@
+"""Builders for Label Studio payloads, shaped like what a real Label Studio 1.23 sends."""
+from __future__ import annotations
+
+from typing import Dict, List, Sequence
+
+
+def label_config(labels: Sequence[str], from_name: str = "intent", to_name: str = "text", key: str = "text") -> str:
+    choices = "".join(f'<Choice value="{label}"/>' for label in labels)
+    return (
+        f'<View><Text name="{to_name}" value="${key}"/>'
+        f'<Choices name="{from_name}" toName="{to_name}" choice="single">{choices}</Choices></View>'
+    )
+
+
+SENTIMENT = label_config(["Positive", "Negative"], from_name="sentiment")
+
+POSITIVE = [
+    "I love this product", "what a wonderful day", "great service, thank you", "this is fantastic",
+    "absolutely delighted with it", "best purchase ever", "so happy with the result", "excellent quality",
+    "really enjoyed it", "brilliant, highly recommend", "amazing experience", "very pleased",
+    "superb support team", "lovely and kind staff", "it works perfectly",
+]
+NEGATIVE = [
+    "I hate this product", "what a terrible day", "awful service, never again", "this is horrible",
+    "absolutely disgusted with it", "worst purchase ever", "so angry about the result", "poor quality",
+    "really disliked it", "dreadful, do not buy", "miserable experience", "very disappointed",
+    "rude support team", "nasty and unhelpful staff", "it broke immediately",
+]
+
+
+def task(task_id: int, text, project: int = 1, key: str = "text") -> Dict:
+    return {"id": task_id, "data": {key: text}, "meta": {}, "annotations": [], "predictions": [], "project": project}
+
+
+def annotation_event(
+    project: int, config: str, task_id: int, text: str, choice: str, annotation_id: int,
+    action: str = "ANNOTATION_CREATED", from_name: str = "sentiment", cancelled: bool = False,
+) -> Dict:
+    return {
+        "action": action,
+        "project": {"id": project, "label_config": config, "model_version": "x"},
+        "task": {"id": task_id, "data": {"text": text}, "project": project},
+        "annotation": {
+            "id": annotation_id,
+            "task": task_id,
+            "was_cancelled": cancelled,
+            "result": [] if cancelled else [
+                {"from_name": from_name, "to_name": "text", "type": "choices", "value": {"choices": [choice]}}
+            ],
+        },
+    }
+
+
+def sentiment_events(project: int, n: int, start_id: int = 1) -> List[Dict]:
+    """n alternating Positive/Negative annotation events with distinct texts."""
+    events = []
+    for i in range(n):
+        pool, choice = (POSITIVE, "Positive") if i % 2 == 0 else (NEGATIVE, "Negative")
+        text = f"{pool[(i // 2) % len(pool)]} #{i}"
+        events.append(annotation_event(project, SENTIMENT, start_id + i, text, choice, start_id + i))
+    return events
