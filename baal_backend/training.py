@@ -9,12 +9,12 @@ import logging
 import math
 import tempfile
 from dataclasses import dataclass
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 import torch
 from sklearn.metrics import accuracy_score, f1_score
-from sklearn.model_selection import train_test_split
+from sklearn.model_selection import StratifiedKFold, train_test_split
 
 from .encoder import Encoder
 from .model import Classifier, HeadClassifier, MCHead, TransformerClassifier
@@ -110,9 +110,8 @@ def fit(
     return train_finetune(base_model, labels, texts, y, cfg)
 
 
-def evaluate(clf: Classifier, texts: Sequence[str], y: np.ndarray, draws: int) -> Dict[str, float]:
-    """Accuracy and macro-F1 of the MC-averaged prediction."""
-    pred = clf.predict_proba(texts, draws).mean(-1).argmax(1)
+def scores(y: np.ndarray, pred: np.ndarray) -> Dict[str, float]:
+    """Accuracy and macro-F1 (over the classes present in `y`)."""
     return {
         "accuracy": float(accuracy_score(y, pred)),
         "macro_f1": float(f1_score(y, pred, average="macro", labels=np.unique(y), zero_division=0)),
@@ -120,31 +119,41 @@ def evaluate(clf: Classifier, texts: Sequence[str], y: np.ndarray, draws: int) -
     }
 
 
-def holdout_split(y: np.ndarray, fraction: float, seed: int) -> Optional[Tuple[np.ndarray, np.ndarray]]:
-    """Stratified (train, eval) indices, or None when the labels are too few to spare a slice.
+def quality_splits(y: np.ndarray, fraction: float, seed: int) -> Tuple[str, List[Tuple[np.ndarray, np.ndarray]]]:
+    """(method, [(train idx, eval idx), ...]) to measure a version, or ("none", []) when labels are too few.
 
-    Needs at least 2 examples of every class present and an eval slice of at least 5 labels and
-    one per class, so the figure means something.
+    A held-out slice of `fraction` when it holds at least 20 labels (stratified when every class
+    has 2 labels); below that a slice is too noisy, so k-fold cross-validation (k <= 5, stratified)
+    while every class present has at least 2 labels.
     """
     n = len(y)
-    classes, counts = np.unique(y, return_counts=True)
-    n_eval = int(round(n * fraction))
-    if fraction <= 0 or counts.min() < 2 or n_eval < max(5, len(classes)) or n - n_eval < len(classes):
-        return None
+    _, counts = np.unique(y, return_counts=True)
     idx = np.arange(n)
-    train, test = train_test_split(idx, test_size=n_eval, stratify=y, random_state=seed)
-    return train, test
+    if fraction <= 0 or n < 4:
+        return "none", []
+    n_eval = int(round(n * fraction))
+    if n_eval >= 20:
+        stratify = y if counts.min() >= 2 else None
+        train, test = train_test_split(idx, test_size=n_eval, stratify=stratify, random_state=seed)
+        return "holdout", [(train, test)]
+    if counts.min() < 2:
+        return "none", []
+    k = int(min(5, counts.min()))
+    folds = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed).split(idx, y)
+    return f"{k}-fold cv", list(folds)
 
 
 def fit_with_quality(
     encoder: Encoder, base_model: str, labels: Sequence[str], texts: Sequence[str], y: np.ndarray, cfg: TrainConfig
-) -> Tuple[Classifier, Dict[str, float]]:
-    """Measure on a held-out slice (when the labels allow), then fit the version on ALL labels."""
-    metrics: Dict[str, float] = {}
-    split = holdout_split(y, cfg.eval_fraction, cfg.seed)
-    if split is not None:
-        tr, te = split
-        probe = fit(encoder, base_model, labels, [texts[i] for i in tr], y[tr], cfg)
-        metrics = evaluate(probe, [texts[i] for i in te], y[te], cfg.num_draws)
-        metrics["eval"] = "holdout"
+) -> Tuple[Classifier, Dict[str, object]]:
+    """Measure on held-out labels (when they allow), then fit the version on ALL labels."""
+    method, splits = quality_splits(y, cfg.eval_fraction, cfg.seed)
+    metrics: Dict[str, object] = {}
+    if splits:
+        truth, pred = [], []
+        for tr, te in splits:
+            probe = fit(encoder, base_model, labels, [texts[i] for i in tr], y[tr], cfg)
+            pred.append(probe.predict_proba([texts[i] for i in te], cfg.num_draws).mean(-1).argmax(1))
+            truth.append(y[te])
+        metrics = {**scores(np.concatenate(truth), np.concatenate(pred)), "eval": method}
     return fit(encoder, base_model, labels, texts, y, cfg), metrics

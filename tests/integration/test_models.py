@@ -1,0 +1,69 @@
+"""Training modes and base models: fine-tuning with BaalTransformersTrainer, checkpoints used as is."""
+import json
+
+import numpy as np
+import pytest
+
+from baal_backend.settings import default_model_path
+from baal_backend.training import TrainConfig, train_finetune
+from tests.helpers import NEGATIVE, POSITIVE, SENTIMENT, label_config, sentiment_events, task
+
+
+@pytest.fixture(scope="module")
+def sentiment_checkpoint(tmp_path_factory):
+    """A local fine-tuned checkpoint whose id2label is ["negative", "positive"] (other order and case)."""
+    texts = NEGATIVE + POSITIVE
+    y = np.array([0] * len(NEGATIVE) + [1] * len(POSITIVE))
+    cfg = TrainConfig(mode="finetune", epochs=8, learning_rate=1e-4, batch_size=8, max_length=32)
+    clf = train_finetune(default_model_path(), ["negative", "positive"], texts, y, cfg)
+    path = tmp_path_factory.mktemp("checkpoint")
+    clf.model.save_pretrained(path)
+    clf.tokenizer.save_pretrained(path)
+    return path
+
+
+def test_finetuned_checkpoint_predicts_before_any_annotation(make_app, sentiment_checkpoint):
+    config = json.loads((sentiment_checkpoint / "config.json").read_text())
+    assert config["id2label"] == {"0": "negative", "1": "positive"}
+    client = make_app(BASELINE_MODEL_NAME=str(sentiment_checkpoint))
+    texts = POSITIVE[:5] + NEGATIVE[:5]
+    resp = client.post("/predict", json={"project": "1.1", "label_config": SENTIMENT, "tasks": [task(i, t) for i, t in enumerate(texts)]})
+    got = [r["result"][0]["value"]["choices"][0] for r in resp.json["results"]]
+    assert resp.json["results"][0]["model_version"] == "v0000"
+    assert got == ["Positive"] * 5 + ["Negative"] * 5
+
+
+def test_finetune_mode_trains_with_baal_trainer_and_serves(make_app):
+    client = make_app(TRAIN_MODE="finetune", EPOCHS=2, MAX_LENGTH=32, EVAL_FRACTION=0, LEARNING_RATE=1e-4, BATCH_SIZE=8)
+    for event in sentiment_events(1, 12):
+        client.post("/webhook", json=event)
+    assert client.engine.jobs.wait_idle("1", 300)
+    body = client.get("/versions?project=1").json
+    assert body["details"][-1]["mode"] == "finetune" and body["details"][-1]["n_labels"] == 12
+    path = client.engine.project("1").registry.path(body["current"])
+    assert (path / "config.json").exists() and (path / "classifier.json").exists()
+    saved = json.loads((path / "config.json").read_text())["id2label"]
+    assert saved == {"0": "Positive", "1": "Negative"}  # the label config's order, always
+    # a fresh process loads the fine-tuned version from disk and serves it
+    restarted = make_app(model_dir=client.engine.settings.model_dir, TRAIN_MODE="finetune", MAX_LENGTH=32)
+    resp = restarted.post("/predict", json={"tasks": [task(1, "I love it"), task(2, "")], "project": "1.1"})
+    results = resp.json["results"]
+    assert results[0]["model_version"] == body["current"] and results[1]["result"] == []
+    assert 0 <= results[0]["score"] <= 1
+
+
+def test_label_map_never_depends_on_annotated_classes(make_app):
+    """Only 2 of 3 classes annotated: the version still has all 3 outputs in config order."""
+    config = label_config(["neutral", "Positive", "Negative"], from_name="sentiment")
+    client = make_app()
+    for ev in sentiment_events(1, 12):
+        ev["project"]["label_config"] = config
+        client.post("/webhook", json=ev)
+    assert client.engine.jobs.wait_idle("1", 60)
+    version = client.engine.current_version("1")
+    meta = client.engine.project("1").registry.meta(version)
+    assert meta["labels"] == ["neutral", "Positive", "Negative"]
+    assert meta["label_counts"] == {"neutral": 0, "Positive": 6, "Negative": 6}
+    resp = client.post("/predict", json={"project": "1.1", "label_config": config,
+                                         "tasks": [task(1, "I love this product #99"), task(2, "I hate this product #98")]})
+    assert [r["result"][0]["value"]["choices"][0] for r in resp.json["results"]] == ["Positive", "Negative"]
