@@ -122,6 +122,7 @@ def _serve(app: Flask, host: str, port: int, threads: int) -> None:
             self.cfg.set("workers", 1)
             self.cfg.set("threads", threads)
             self.cfg.set("timeout", 300)
+            self.cfg.set("control_socket_disable", True)  # one shared path would clash between instances
 
         def load(self) -> Flask:
             return app
