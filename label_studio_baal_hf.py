@@ -12,7 +12,7 @@ from typing import Any, Dict, List, Optional
 from label_studio_ml.model import LabelStudioMLBase
 
 from baal_backend.engine import Engine
-from baal_backend.studio import RequestError, label_from, prediction, project_id, task_text
+from baal_backend.studio import label_from, predictions_json, project_id, texts_of
 
 log = logging.getLogger(__name__)
 
@@ -36,20 +36,15 @@ class BaalTextClassifier(LabelStudioMLBase):
 
     def predict(self, tasks: List[Dict], **kwargs: Any) -> List[Dict]:
         """One prediction per task, in order; a task without usable text gets an empty result."""
-        texts: List[str] = []
-        valid: List[int] = []
-        for i, task in enumerate(tasks):
-            try:
-                texts.append(task_text(task, self.schema))
-                valid.append(i)
-            except RequestError as exc:
-                log.warning("project %s, task %s: no prediction: %s", self.project, _task_id(task), exc)
-        preds = self.engine.predict(self.project, self.schema, texts) if texts else None
-        version = preds.version if preds else self.model_version
+        indices, texts = texts_of(tasks, self.schema, self.project)
+        version = self.model_version
         results: List[Dict] = [{"result": [], "score": None, "model_version": version} for _ in tasks]
-        for row, i in enumerate(valid):
-            label, probability = preds.best(row)
-            results[i] = prediction(self.schema, label, probability, float(preds.scores[row]), version)
+        if texts:
+            preds = self.engine.predict(self.project, self.schema, texts)
+            for i, item in zip(indices, predictions_json(self.schema, preds)):
+                results[i] = item
+            for result in results:
+                result["model_version"] = preds.version
         return results
 
     def process_event(self, event: str, data: Dict, job_id: Any = None, additional_params: Any = None) -> Dict:
@@ -73,6 +68,3 @@ class BaalTextClassifier(LabelStudioMLBase):
         """Training never runs inside the request: this queues a background run."""
         return {"training": self.engine.request_training(self.project, sync=sync)}
 
-
-def _task_id(task: Any) -> Any:
-    return task.get("id") if isinstance(task, dict) else None

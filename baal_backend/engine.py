@@ -16,7 +16,7 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from . import acquisition
+from . import acquisition, studio
 from .encoder import Encoder
 from .hf import is_finetuned_for, load_classifier, load_tokenizer, match_labels
 from .jobs import TrainingCoordinator
@@ -25,7 +25,6 @@ from .model import Classifier, HeadClassifier, TransformerClassifier, load_class
 from .registry import UNTRAINED, Registry, atomic_write_text
 from .schema import Schema, SchemaError, parse_label_config
 from .settings import Settings
-from .studio import LabelStudioClient
 from .training import TrainConfig, fit_with_quality
 
 log = logging.getLogger(__name__)
@@ -85,11 +84,11 @@ class Project:
 class Engine:
     """Everything the HTTP layer asks for, by project id."""
 
-    def __init__(self, settings: Settings, client: Optional[LabelStudioClient] = None):
+    def __init__(self, settings: Settings, client: Optional[studio.LabelStudioClient] = None):
         self.settings = settings
         self.client = client
         if client is None and settings.label_studio_enabled:
-            self.client = LabelStudioClient(settings.label_studio_url, settings.label_studio_api_key)
+            self.client = studio.LabelStudioClient(settings.label_studio_url, settings.label_studio_api_key)
         self.jobs = TrainingCoordinator(self._train)
         self.train_config = TrainConfig(
             mode=settings.train_mode,
@@ -224,6 +223,27 @@ class Engine:
                 project.loaded = (name, clf)
             project.last_run = {"status": "published", "version": name, "n_labels": len(labels)}
             log.info("project %s: published %s (%d labels, %s)", project_id, name, len(labels), metrics)
+        if self.client is not None:
+            try:
+                project.last_run["pushed"] = self.push_predictions(project_id, schema)
+            except Exception:  # Label Studio down or refusing: the version still serves /predict
+                log.exception("project %s: pushing predictions of %s to Label Studio failed", project_id, name)
+
+    def push_predictions(self, project_id: str, schema: Schema) -> int:
+        """Score the project's unlabeled tasks with the current version, store the predictions in
+        Label Studio and make that version the project's, so its sort and sampling use fresh scores.
+        """
+        tasks = [t for t in self.client.tasks(project_id) if not studio.is_labeled(t)]
+        indices, texts = studio.texts_of(tasks, schema, project_id)
+        version = self.current_version(project_id)
+        if texts:
+            preds = self.predict(project_id, schema, texts)
+            version = preds.version
+            items = studio.predictions_json(schema, preds)
+            self.client.import_predictions(project_id, [{"task": tasks[i]["id"], **it} for i, it in zip(indices, items)])
+        self.client.set_model_version(project_id, version)
+        log.info("project %s: pushed %d predictions of %s to Label Studio", project_id, len(texts), version)
+        return len(texts)
 
     # --- versions ---------------------------------------------------------------------------------
     def versions(self, project_id: str) -> List[Dict]:

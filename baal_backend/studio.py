@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import requests
 
@@ -79,21 +79,34 @@ def label_from(annotation: Dict, task: Dict, schema: Schema) -> Optional[Label]:
     return Label(annotation_id=int(annotation["id"]), task_id=int(task_id), text=text, label=choice)
 
 
-def prediction(schema: Schema, label: str, probability: float, score: Optional[float], version: str) -> Dict:
-    """One task's prediction as Label Studio stores it."""
-    return {
-        "result": [
-            {
-                "from_name": schema.from_name,
-                "to_name": schema.to_name,
-                "type": "choices",
-                "value": {"choices": [label]},
-                "score": probability,
-            }
-        ],
-        "score": score,
-        "model_version": version,
-    }
+def texts_of(tasks: Sequence[Any], schema: Schema, project: str) -> Tuple[List[int], List[str]]:
+    """(indices, texts) of the tasks that have usable text; the others are logged with the reason."""
+    indices: List[int] = []
+    texts: List[str] = []
+    for i, task in enumerate(tasks):
+        try:
+            texts.append(task_text(task, schema))
+            indices.append(i)
+        except RequestError as exc:
+            task_id = task.get("id") if isinstance(task, dict) else None
+            log.warning("project %s, task %s: no prediction: %s", project, task_id, exc)
+    return indices, texts
+
+
+def predictions_json(schema: Schema, preds: Any) -> List[Dict]:
+    """`engine.Predictions` as Label Studio stores them: the choice, its probability, the score."""
+    out = []
+    for row in range(len(preds.scores)):
+        label, probability = preds.best(row)
+        region = {
+            "from_name": schema.from_name,
+            "to_name": schema.to_name,
+            "type": "choices",
+            "value": {"choices": [label]},
+            "score": probability,
+        }
+        out.append({"result": [region], "score": float(preds.scores[row]), "model_version": preds.version})
+    return out
 
 
 class LabelStudioClient:
@@ -144,15 +157,31 @@ class LabelStudioClient:
         resp.raise_for_status()
         return resp
 
+    def tasks(self, project: str, annotated_only: bool = False) -> List[Dict]:
+        """A project's tasks with their annotations (Label Studio's JSON export)."""
+        params = {"exportType": "JSON", "download_all_tasks": "false" if annotated_only else "true"}
+        return self.request("GET", f"/api/projects/{project}/export", params=params).json()
+
     def labels(self, project: str, schema: Schema) -> List[Label]:
-        """Every usable label of a project, from its JSON export of annotated tasks."""
-        tasks = self.request(
-            "GET", f"/api/projects/{project}/export", params={"exportType": "JSON", "download_all_tasks": "false"}
-        ).json()
+        """Every usable label of a project."""
         found: List[Label] = []
-        for task in tasks:
+        for task in self.tasks(project, annotated_only=True):
             for annotation in task.get("annotations") or []:
                 label = label_from({**annotation, "task": task.get("id")}, task, schema)
                 if label is not None:
                     found.append(label)
         return found
+
+    def import_predictions(self, project: str, predictions: List[Dict], chunk: int = 500) -> None:
+        """Store predictions (`{"task": id, "result", "score", "model_version"}`) in bulk."""
+        for start in range(0, len(predictions), chunk):
+            self.request("POST", f"/api/projects/{project}/import/predictions", json=predictions[start : start + chunk])
+
+    def set_model_version(self, project: str, version: str) -> None:
+        """Make Label Studio sort and sample by this version's prediction scores."""
+        self.request("PATCH", f"/api/projects/{project}", json={"model_version": version})
+
+
+def is_labeled(task: Dict) -> bool:
+    """A task with at least one annotation that was not skipped."""
+    return any(not a.get("was_cancelled") for a in task.get("annotations") or [])
