@@ -1,6 +1,7 @@
 """The whole loop through a real Label Studio's REST API, as the README's "Connect" section clicks it."""
 import json
 import random
+import signal
 import time
 
 import requests
@@ -109,8 +110,8 @@ def test_active_learning_loop_with_real_label_studio(label_studio, backend_facto
     assert annotations[gone] not in meta["annotation_ids"] and len(meta["annotation_ids"]) == 11
 
     # a backend restart mid-project: predictions keep working without /setup
-    backend.stop()
-    backend = backend_factory()
+    backend.stop(signal.SIGKILL)
+    backend = backend_factory(port=backend.port)
     ls.api("POST", f"/api/projects/{project}/import", json=[{"text": "fly me to rome on friday"}])
     new_id = max(t["id"] for t in _ordered_tasks(ls, project))
     ls.api("POST", "/api/dm/actions", params={"id": "retrieve_tasks_predictions", "project": project},

@@ -22,8 +22,8 @@ def _free_port() -> int:
 
 
 class Server:
-    def __init__(self, model_dir: Path, log: Path, **env):
-        self.port = _free_port()
+    def __init__(self, model_dir: Path, log: Path, port: int = 0, **env):
+        self.port = port or _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         full_env = {**os.environ, "MODEL_DIR": str(model_dir), "MIN_LABELS": "10", **env}
         self.log = open(log, "ab")
