@@ -27,7 +27,7 @@ TRAIN_MODES = ("head", "finetune")
 #: Defaults that differ by training mode: a small head learns fast with a high rate and many
 #: epochs, a whole transformer wants the usual fine-tuning recipe.
 MODE_DEFAULTS = {
-    "head": {"epochs": 30, "learning_rate": 1e-3, "batch_size": 32},
+    "head": {"epochs": 30, "learning_rate": 3e-3, "batch_size": 128},
     "finetune": {"epochs": 3, "learning_rate": 5e-5, "batch_size": 16},
 }
 

@@ -134,10 +134,11 @@ def test_update_delete_cancel_and_other_events(make_app):
     client.post("/webhook", json={"action": "ANNOTATION_DELETED", "project": {"id": 1, "label_config": SENTIMENT},
                                   "annotation": {"id": 62}})
     assert store.count() == 0
+    assert client.engine.jobs.wait_idle("1", 60)
+    runs = client.engine.jobs.runs("1")
     resp = client.post("/webhook", json={"action": "PROJECT_UPDATED", "project": {"id": 1, "label_config": SENTIMENT}})
     assert resp.json["status"] == "ignored" and not client.engine.jobs.is_training("1")
-    client.engine.jobs.wait_idle("1", 60)
-    runs = client.engine.jobs.runs("1")
+    assert client.engine.jobs.runs("1") == runs
     resp = client.post("/webhook", json={"action": "START_TRAINING", "project": {"id": 1, "label_config": SENTIMENT}})
     assert resp.json["training"] in ("started", "queued")
     client.engine.jobs.wait_idle("1", 60)
