@@ -16,7 +16,7 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from . import acquisition, studio
+from . import acquisition, cold_start, studio
 from .encoder import Encoder
 from .hf import is_finetuned_for, load_classifier, load_tokenizer, match_labels
 from .jobs import TrainingCoordinator
@@ -101,7 +101,7 @@ class Engine:
             seed=settings.seed,
         )
         self._projects: Dict[str, Project] = {}
-        self._untrained: Dict[Tuple[str, ...], Classifier] = {}
+        self._untrained: Dict[Tuple[str, ...], Tuple[Classifier, bool]] = {}
         self._encoder: Optional[Encoder] = None
         self._lock = threading.RLock()
         self._rng = np.random.default_rng()
@@ -138,16 +138,18 @@ class Engine:
     def current_version(self, project_id: str) -> str:
         return self.project(project_id).registry.current() or UNTRAINED
 
-    def _untrained_classifier(self, labels: Tuple[str, ...]) -> Classifier:
+    def _untrained_classifier(self, labels: Tuple[str, ...]) -> Tuple[Classifier, bool]:
+        """The base model for these labels, and whether it already knows them (a fine-tuned checkpoint)."""
         with self._lock:
             if labels not in self._untrained:
                 base = self.settings.baseline_model_name
-                if is_finetuned_for(base, labels) or self.settings.train_mode == "finetune":
+                knows = is_finetuned_for(base, labels)
+                if knows or self.settings.train_mode == "finetune":
                     model = load_classifier(base, labels, seed=self.settings.seed)
                     clf: Classifier = TransformerClassifier(model, load_tokenizer(base), self.settings.max_length)
                 else:
                     clf = HeadClassifier.new(self.encoder, labels, seed=self.settings.seed)
-                self._untrained[labels] = clf
+                self._untrained[labels] = (clf, knows)
             return self._untrained[labels]
 
     def classifier(self, project_id: str, schema: Schema) -> Tuple[str, Classifier]:
@@ -156,16 +158,24 @@ class Engine:
         with project.lock:
             name = project.registry.current()
             if name is None:
-                return UNTRAINED, self._untrained_classifier(schema.labels)
+                return UNTRAINED, self._untrained_classifier(schema.labels)[0]
             if project.loaded is None or project.loaded[0] != name:
                 clf = load_classifier_dir(project.registry.path(name), self.encoder, self.settings.max_length)
                 project.loaded = (name, clf)
             return project.loaded
 
     def predict(self, project_id: str, schema: Schema, texts: Sequence[str]) -> Predictions:
+        """Classes and scores; before a project's first version (and unless the base model is a
+        checkpoint that knows the labels) the scores follow the cold-start diversity rule.
+        """
         version, clf = self.classifier(project_id, schema)
         probs = align(clf.predict_proba(texts, self.settings.num_draws), clf.labels, schema.labels)
-        scores = acquisition.prediction_scores(probs, self.settings.heuristic, self.settings.score_mode, self._rng)
+        if version == UNTRAINED and not self._untrained_classifier(schema.labels)[1]:
+            scores = cold_start.diversity_scores(self.encoder.embed(texts), self.settings.min_labels, self.settings.seed)
+            if self.settings.score_mode == "uncertainty":
+                scores = 1.0 - scores
+        else:
+            scores = acquisition.prediction_scores(probs, self.settings.heuristic, self.settings.score_mode, self._rng)
         return Predictions(version, schema.labels, probs, scores)
 
     # --- labels and training ------------------------------------------------------------------

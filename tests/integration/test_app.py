@@ -203,3 +203,24 @@ def test_bad_requests_get_4xx_with_a_reason(make_app):
     assert r.status_code == 400 and "project" in r.json["error"]
     assert client.get("/versions").status_code == 400
     assert client.get("/health").json["status"] == "UP"
+
+
+def test_cold_start_serves_one_text_per_topic_first(make_app):
+    """Before any version, the lowest scores go to k-means representatives (k = MIN_LABELS), not to an
+    untrained model's noise: the first 3 tasks served cover the 3 topics."""
+    client = make_app(MIN_LABELS=3)
+    groups = {
+        "football": ["the striker scored a goal", "the match ended in a draw", "the goalkeeper saved a penalty"],
+        "cooking": ["simmer the sauce for ten minutes", "add salt and pepper to taste", "bake the cake until golden"],
+        "banking": ["transfer money to my savings account", "what is my credit card balance", "open a new bank account"],
+    }
+    texts, topic = [], []
+    for name, items in groups.items():
+        for i in range(12 if name == "football" else 6):
+            texts.append(f"{items[i % 3]}")
+            topic.append(name)
+    results = _predict(client, [task(i, t) for i, t in enumerate(texts)])
+    scores = np.array([r["score"] for r in results])
+    first = np.argsort(scores)[:3]
+    assert {topic[i] for i in first} == set(groups)
+    assert np.sum(scores < 0.5) == 3

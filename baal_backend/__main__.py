@@ -1,0 +1,98 @@
+"""Command line: `python -m baal_backend serve|simulate ...`."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+from .settings import HEURISTICS, default_model_path
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .data import DataError, TextDataset, load_data
+    from .simulation import SimulationConfig, simulate, split_test, write_outputs
+
+    try:
+        pool, test = load_data(args.data, args.text_column, args.label_column, args.test)
+        cfg = SimulationConfig(
+            strategies=[s.strip() for s in args.strategies.split(",") if s.strip()],
+            seed_size=args.seed_size,
+            batch_size=args.batch_size,
+            budget=args.budget,
+            repeats=args.repeats,
+            mode=args.mode,
+            model=args.model or default_model_path(),
+            cold_start=args.cold_start,
+            num_draws=args.draws,
+            max_length=args.max_length,
+            seed=args.seed,
+        )
+    except (DataError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if test is None:
+        pool, test = split_test(pool, args.test_fraction, args.seed)
+    if args.pool_size and args.pool_size < len(pool):
+        keep = np.random.default_rng(args.seed).choice(len(pool), args.pool_size, replace=False)
+        pool = TextDataset(pool.name, [pool.texts[i] for i in keep], [pool.labels[i] for i in keep])
+    if cfg.budget > len(pool):
+        print(f"error: budget {cfg.budget} exceeds the pool of {len(pool)} texts", file=sys.stderr)
+        return 2
+    print(f"{pool.name}: pool {len(pool)}, test {len(test)}, {len(set(pool.labels))} classes, "
+          f"budgets {cfg.budgets[0]}..{cfg.budgets[-1]} by {cfg.batch_size}", file=sys.stderr)
+    results = simulate(pool, test, cfg, progress=not args.quiet)
+    write_outputs(results, Path(args.out))
+    print((Path(args.out) / "results.md").read_text())
+    return 0
+
+
+def _serve(args: argparse.Namespace, rest: List[str]) -> int:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    import _wsgi
+
+    _wsgi.main(rest)
+    return 0
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m baal_backend")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("serve", help="serve the ML backend (same options as _wsgi.py)", add_help=False)
+
+    sim = sub.add_parser("simulate", help="active-learning simulation on a labelled data set")
+    sim.add_argument("--data", required=True, help="CSV/TSV/JSONL file, CLINC-style JSON, or built-in: clinc150, bbc")
+    sim.add_argument("--text-column", default="text")
+    sim.add_argument("--label-column", default="label")
+    sim.add_argument("--test", default=None, help="a separate labelled test file")
+    sim.add_argument("--test-fraction", type=float, default=0.2, help="test slice when there is no test set")
+    sim.add_argument("--strategies", default="random,bald,entropy,margin,power_bald",
+                     help=f"comma-separated, from: {','.join(HEURISTICS)}")
+    sim.add_argument("--seed-size", type=int, default=10, help="labels before the first model")
+    sim.add_argument("--batch-size", type=int, default=10, help="labels added per round")
+    sim.add_argument("--budget", type=int, default=200, help="labels at the end")
+    sim.add_argument("--repeats", type=int, default=3)
+    sim.add_argument("--mode", choices=["head", "finetune"], default="head", help="the server's training mode")
+    sim.add_argument("--model", default=None, help="base model or fine-tuned checkpoint (default: packaged MiniLM)")
+    sim.add_argument("--cold-start", choices=["kmeans", "random"], default="kmeans", help="how the seed set is chosen")
+    sim.add_argument("--draws", type=int, default=20, help="MC-Dropout draws")
+    sim.add_argument("--max-length", type=int, default=128)
+    sim.add_argument("--pool-size", type=int, default=None, help="subsample the pool to this many texts")
+    sim.add_argument("--seed", type=int, default=0)
+    sim.add_argument("--out", default="simulation", help="output directory")
+    sim.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    args, rest = parser.parse_known_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    if args.command == "serve":
+        return _serve(args, rest)
+    if rest:
+        parser.error(f"unrecognised arguments: {' '.join(rest)}")
+    return _simulate(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,45 @@
+"""The first batch of a project with no labels: chosen for diversity, not by an untrained model.
+
+An untrained classifier's "uncertainty" is noise. Instead: k-means (k = batch size) on the
+encoder's L2-normalised embeddings; the text nearest each centre represents its cluster, and the
+representatives of bigger clusters come first. Every other text follows, nearest-to-a-centre first.
+"""
+from __future__ import annotations
+
+import numpy as np
+from sklearn.cluster import KMeans
+
+
+def _clusters(emb: np.ndarray, k: int, seed: int):
+    km = KMeans(n_clusters=k, n_init=1, random_state=seed).fit(emb)
+    dist = np.linalg.norm(emb - km.cluster_centers_[km.labels_], axis=1)
+    return km.labels_, dist
+
+
+def _pick(labels: np.ndarray, dist: np.ndarray, k: int) -> np.ndarray:
+    sizes = np.bincount(labels, minlength=k)
+    picks = []
+    for cluster in np.argsort(-sizes, kind="stable"):
+        members = np.flatnonzero(labels == cluster)
+        if len(members):
+            picks.append(members[np.argmin(dist[members])])
+    return np.array(picks, dtype=np.int64)
+
+
+def representatives(emb: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
+    """Indices of `k` diverse texts: the one nearest each k-means centre, biggest cluster first."""
+    if k >= len(emb):
+        return np.arange(len(emb))
+    return _pick(*_clusters(emb, k, seed), k)
+
+
+def diversity_scores(emb: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
+    """Rank scores in [0, 1], lowest = label first: representatives below 0.5, the rest above."""
+    n = len(emb)
+    if n <= k:
+        return 0.5 * np.arange(n) / max(n, 1)
+    labels, dist = _clusters(emb, k, seed)
+    reps = _pick(labels, dist, k)
+    scores = 0.5 + 0.5 * (dist - dist.min()) / max(dist.max() - dist.min(), 1e-12)
+    scores[reps] = 0.5 * np.arange(len(reps)) / len(reps)
+    return scores

@@ -1,0 +1,240 @@
+"""Active-learning simulation: does labeling by uncertainty save labels on this data set?
+
+It replays the server's loop with an oracle: label a seed set, train with the server's own code
+(`training`), score the unlabeled pool with MC-Dropout (`model`), pick the next batch with the
+server's heuristics (`acquisition`), repeat up to the budget; measure on a test set each round.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+from sklearn.metrics import accuracy_score, f1_score
+from sklearn.model_selection import train_test_split
+from tqdm.auto import tqdm
+
+from . import acquisition, cold_start
+from .data import TextDataset
+from .encoder import Encoder
+from .settings import HEURISTICS
+from .training import TrainConfig, train_finetune, train_head_on_embeddings
+
+
+@dataclass
+class SimulationConfig:
+    strategies: List[str] = field(default_factory=lambda: ["random", "bald", "entropy", "margin", "power_bald"])
+    seed_size: int = 10
+    batch_size: int = 10
+    budget: int = 200
+    repeats: int = 3
+    mode: str = "head"
+    model: str = ""
+    cold_start: str = "kmeans"
+    num_draws: int = 20
+    max_length: int = 128
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        unknown = [s for s in self.strategies if s not in HEURISTICS]
+        if unknown:
+            raise ValueError(f"unknown strategies {unknown}; choose from {', '.join(HEURISTICS)}")
+        if not 0 < self.seed_size <= self.budget or self.batch_size < 1 or self.repeats < 1:
+            raise ValueError("need 0 < seed-size <= budget, batch-size >= 1 and repeats >= 1")
+        if self.cold_start not in ("kmeans", "random"):
+            raise ValueError("cold start must be 'kmeans' or 'random'")
+
+    @property
+    def budgets(self) -> List[int]:
+        steps = math.ceil((self.budget - self.seed_size) / self.batch_size)
+        return [min(self.seed_size + i * self.batch_size, self.budget) for i in range(steps + 1)]
+
+
+class _Learner:
+    """Train-and-score with the server's code, on cached embeddings in head mode."""
+
+    def __init__(self, cfg: SimulationConfig, pool: TextDataset, test: TextDataset, labels: Sequence[str]):
+        self.cfg = cfg
+        self.labels = list(labels)
+        index = {label: i for i, label in enumerate(self.labels)}
+        self.pool_texts, self.test_texts = pool.texts, test.texts
+        self.y_pool = np.array([index[y] for y in pool.labels])
+        self.y_test = np.array([index[y] for y in test.labels])
+        self.train_cfg = TrainConfig(mode=cfg.mode, max_length=cfg.max_length, num_draws=cfg.num_draws, seed=cfg.seed)
+        if cfg.mode == "finetune":
+            self.train_cfg = TrainConfig(mode="finetune", epochs=3, learning_rate=5e-5, batch_size=16,
+                                         max_length=cfg.max_length, num_draws=cfg.num_draws, seed=cfg.seed)
+        self.encoder = Encoder(cfg.model, max_length=cfg.max_length)
+        self.pool_emb = self.encoder.embed(self.pool_texts)
+        self.test_emb = self.encoder.embed(self.test_texts)
+
+    def fit_and_score(self, labeled: np.ndarray, candidates: np.ndarray):
+        """(test metrics, MC probabilities of the candidates)."""
+        y = self.y_pool[labeled]
+        if self.cfg.mode == "head":
+            clf = train_head_on_embeddings(self.encoder, self.labels, self.pool_emb[labeled], y, self.train_cfg)
+            test_probs = clf.proba_from_embeddings(self.test_emb, self.cfg.num_draws)
+            cand_probs = clf.proba_from_embeddings(self.pool_emb[candidates], self.cfg.num_draws)
+        else:
+            clf = train_finetune(self.cfg.model, self.labels, [self.pool_texts[i] for i in labeled], y, self.train_cfg)
+            test_probs = clf.predict_proba(self.test_texts, self.cfg.num_draws)
+            cand_probs = clf.predict_proba([self.pool_texts[i] for i in candidates], self.cfg.num_draws)
+        pred = test_probs.mean(-1).argmax(1)
+        metrics = {
+            "accuracy": float(accuracy_score(self.y_test, pred)),
+            "macro_f1": float(f1_score(self.y_test, pred, average="macro", zero_division=0)),
+        }
+        return metrics, cand_probs
+
+    def seed_set(self, rule: str, rng: np.random.Generator, seed: int) -> np.ndarray:
+        if rule == "kmeans":
+            return cold_start.representatives(self.pool_emb, self.cfg.seed_size, seed)
+        return rng.choice(len(self.pool_texts), self.cfg.seed_size, replace=False)
+
+
+def split_test(pool: TextDataset, fraction: float, seed: int):
+    """A stratified test slice when the data set has no test split."""
+    idx = np.arange(len(pool))
+    counts = np.unique(pool.labels, return_counts=True)[1]
+    stratify = pool.labels if counts.min() >= 2 else None
+    train, test = train_test_split(idx, test_size=fraction, stratify=stratify, random_state=seed)
+
+    def take(rows, name):
+        return TextDataset(name, [pool.texts[i] for i in rows], [pool.labels[i] for i in rows])
+
+    return take(train, pool.name), take(test, f"{pool.name}-test")
+
+
+def simulate(pool: TextDataset, test: TextDataset, cfg: SimulationConfig, progress: bool = True) -> Dict:
+    """Run every strategy `repeats` times; return results in the `results.json` shape."""
+    labels = sorted(set(pool.labels) | set(test.labels))
+    learner = _Learner(cfg, pool, test, labels)
+    budgets = cfg.budgets
+    curves: Dict[str, List[List[Dict[str, float]]]] = {s: [] for s in cfg.strategies}
+    cold: Dict[str, List[float]] = {"kmeans": [], "random": []}
+    total = cfg.repeats * (len(cfg.strategies) * (len(budgets) - 1) + 2)
+    bar = tqdm(total=total, desc="simulate", disable=not progress, unit="round")
+    everything = np.arange(len(pool))
+    for rep in range(cfg.repeats):
+        seed = cfg.seed + rep
+        seed_set = learner.seed_set(cfg.cold_start, np.random.default_rng(seed), seed)
+        # the cold-start rule against the other rule, same number of labels
+        other = "random" if cfg.cold_start == "kmeans" else "kmeans"
+        other_set = learner.seed_set(other, np.random.default_rng(seed + 10_000), seed)
+        cold[other].append(learner.fit_and_score(other_set, other_set[:0])[0]["accuracy"])
+        # the seed round is the same for every strategy: train it once
+        first_unlabeled = np.setdiff1d(everything, seed_set)
+        first_metrics, first_probs = learner.fit_and_score(seed_set, first_unlabeled)
+        cold[cfg.cold_start].append(first_metrics["accuracy"])
+        bar.update(2)
+        for k, strategy in enumerate(cfg.strategies):
+            bar.set_postfix(repeat=rep + 1, strategy=strategy)
+            rng = np.random.default_rng([seed, k])
+            labeled, unlabeled, probs = np.asarray(seed_set, dtype=np.int64), first_unlabeled, first_probs
+            curve = [first_metrics]
+            for budget in budgets[1:]:
+                picked = acquisition.select(probs, strategy, budget - len(labeled), rng)
+                labeled = np.concatenate([labeled, unlabeled[picked]])
+                unlabeled = np.setdiff1d(everything, labeled)
+                metrics, probs = learner.fit_and_score(labeled, unlabeled)
+                curve.append(metrics)
+                bar.update()
+            curves[strategy].append(curve)
+    bar.close()
+    return summarise(pool.name, len(labels), cfg, budgets, curves, cold)
+
+
+def summarise(dataset: str, n_classes: int, cfg: SimulationConfig, budgets: List[int],
+              curves: Dict[str, List[List[Dict[str, float]]]], cold: Dict[str, List[float]]) -> Dict:
+    strategies = {}
+    for name, runs in curves.items():
+        acc = np.array([[m["accuracy"] for m in run] for run in runs])
+        f1 = np.array([[m["macro_f1"] for m in run] for run in runs])
+        strategies[name] = {
+            "budgets": budgets,
+            "accuracy_mean": acc.mean(0).tolist(),
+            "accuracy_std": acc.std(0).tolist(),
+            "macro_f1_mean": f1.mean(0).tolist(),
+            "aulc": aulc(acc.mean(0)),
+        }
+    random_final = strategies["random"]["accuracy_mean"][-1] if "random" in strategies else None
+    for stats in strategies.values():
+        stats["labels_to_match_random"] = labels_to_match(stats["budgets"], stats["accuracy_mean"], random_final)
+    return {
+        "dataset": dataset,
+        "n_classes": n_classes,
+        "mode": cfg.mode,
+        "config": asdict(cfg),
+        "cold_start": {k: {"accuracy_mean": float(np.mean(v)), "accuracy_std": float(np.std(v)), "labels": cfg.seed_size}
+                       for k, v in cold.items() if v},
+        "strategies": strategies,
+    }
+
+
+def aulc(accuracy_mean: Sequence[float]) -> float:
+    """Area under the learning curve: the mean accuracy over the budgets."""
+    return float(np.mean(accuracy_mean))
+
+
+def labels_to_match(budgets: Sequence[int], accuracy_mean: Sequence[float], target: Optional[float]) -> Optional[int]:
+    """The smallest budget whose mean accuracy reaches `target` (random's final accuracy), or None."""
+    if target is None:
+        return None
+    for budget, acc in zip(budgets, accuracy_mean):
+        if acc >= target - 1e-12:
+            return int(budget)
+    return None
+
+
+def write_outputs(results: Dict, out: Path) -> None:
+    """results.json, results.md and learning_curves.png in `out`."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(results, indent=1))
+    (out / "results.md").write_text(results_table(results))
+    plot_curves(results, out / "learning_curves.png")
+
+
+def results_table(results: Dict) -> str:
+    strategies = results["strategies"]
+    budgets = next(iter(strategies.values()))["budgets"]
+    shown = sorted({budgets[0], budgets[len(budgets) // 2], budgets[-1]})
+    head = ["strategy", "AULC"] + [f"acc@{b}" for b in shown] + ["labels to match random"]
+    lines = [f"# {results['dataset']}: {results['n_classes']} classes, mode {results['mode']}, "
+             f"{results['config']['repeats']} repeats (mean ± std)", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, s in sorted(strategies.items(), key=lambda kv: -kv[1]["aulc"]):
+        cells = [name, f"{s['aulc']:.4f}"]
+        for b in shown:
+            i = s["budgets"].index(b)
+            cells.append(f"{s['accuracy_mean'][i]:.4f} ± {s['accuracy_std'][i]:.4f}")
+        cells.append(str(s["labels_to_match_random"]) if s["labels_to_match_random"] is not None else "not reached")
+        lines.append("| " + " | ".join(cells) + " |")
+    if results.get("cold_start"):
+        lines += ["", "Cold start (first batch, before any model): accuracy after training on it", ""]
+        for rule, c in results["cold_start"].items():
+            lines.append(f"- {rule}: {c['accuracy_mean']:.4f} ± {c['accuracy_std']:.4f} ({c['labels']} labels)")
+    return "\n".join(lines) + "\n"
+
+
+def plot_curves(results: Dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name, s in results["strategies"].items():
+        mean, std = np.array(s["accuracy_mean"]), np.array(s["accuracy_std"])
+        ax.plot(s["budgets"], mean, label=f"{name} (AULC {s['aulc']:.3f})", linestyle="--" if name == "random" else "-")
+        ax.fill_between(s["budgets"], mean - std, mean + std, alpha=0.15)
+    ax.set_xlabel("labels")
+    ax.set_ylabel("test accuracy")
+    ax.set_title(f"{results['dataset']} ({results['n_classes']} classes, {results['mode']})")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

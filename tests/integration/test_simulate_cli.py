@@ -1,0 +1,60 @@
+"""`python -m baal_backend simulate` end to end on a tiny CSV, with the server's own model."""
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+TOPICS = {
+    "sport": ["the team won the match", "a late goal in the final", "the striker scored twice", "tennis champion wins"],
+    "food": ["a recipe for tomato soup", "bake the bread for an hour", "the chef made pasta", "fresh fruit salad"],
+    "weather": ["heavy rain tomorrow", "sunny and warm all week", "snow storm in the north", "strong winds tonight"],
+}
+
+
+def _csv(path: Path) -> Path:
+    with open(path, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["id", "body", "topic"])
+        for label, texts in TOPICS.items():
+            for i in range(8):
+                writer.writerow([len(texts), f"{texts[i % 4]} ({i})", label])
+    return path
+
+
+def _run(*args):
+    return subprocess.run([sys.executable, "-m", "baal_backend", "simulate", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_simulate_on_a_tiny_csv(tmp_path):
+    data = _csv(tmp_path / "tiny.csv")
+    out = tmp_path / "out"
+    proc = _run("--data", str(data), "--text-column", "body", "--label-column", "topic", "--test-fraction", "0.25",
+                "--seed-size", "3", "--batch-size", "3", "--budget", "12", "--repeats", "2",
+                "--strategies", "random,margin,power_bald", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    results = json.loads((out / "results.json").read_text())
+    assert results["dataset"] == "tiny" and results["n_classes"] == 3 and results["mode"] == "head"
+    assert set(results["strategies"]) == {"random", "margin", "power_bald"}
+    for stats in results["strategies"].values():
+        assert stats["budgets"] == [3, 6, 9, 12]
+        assert len(stats["accuracy_mean"]) == len(stats["accuracy_std"]) == len(stats["macro_f1_mean"]) == 4
+        assert all(0 <= a <= 1 for a in stats["accuracy_mean"])
+        assert stats["aulc"] == sum(stats["accuracy_mean"]) / 4
+        assert stats["labels_to_match_random"] is None or stats["labels_to_match_random"] in stats["budgets"]
+    assert set(results["cold_start"]) == {"kmeans", "random"}
+    assert (out / "learning_curves.png").read_bytes()[:4] == b"\x89PNG"
+    assert "| strategy | AULC |" in (out / "results.md").read_text()
+
+
+def test_clear_errors_for_bad_input(tmp_path):
+    data = _csv(tmp_path / "tiny.csv")
+    proc = _run("--data", str(data), "--out", str(tmp_path / "o"))
+    assert proc.returncode == 2 and "no column 'text'" in proc.stderr
+    proc = _run("--data", str(tmp_path / "missing.csv"))
+    assert proc.returncode == 2 and "no such file" in proc.stderr
+    proc = _run("--data", str(data), "--text-column", "body", "--label-column", "topic", "--budget", "500")
+    assert proc.returncode == 2 and "exceeds the pool" in proc.stderr
