@@ -98,11 +98,12 @@ def create_app(settings: Optional[Settings] = None, engine: Optional[Engine] = N
     def versions():
         data = body() if request.method == "POST" else dict(request.args)
         project = project_id(data.get("project"))
+        details = engine.versions(project)
         return jsonify(
             {
-                "versions": [v["version"] for v in engine.versions(project)],
+                "versions": [v["version"] for v in details],
                 "current": engine.current_version(project),
-                "details": engine.versions(project),
+                "details": details,
                 "training": engine.jobs.is_training(project),
                 "last_run": engine.project(project).last_run,
                 "model_dir": str(settings.model_dir),
