@@ -27,6 +27,7 @@ def _simulate(args: argparse.Namespace) -> int:
             mode=args.mode,
             model=args.model or default_model_path(),
             cold_start=args.cold_start,
+            mc=args.mc,
             num_draws=args.draws,
             max_length=args.max_length,
             seed=args.seed,
@@ -79,6 +80,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     sim.add_argument("--model", default=None, help="base model or fine-tuned checkpoint (default: packaged MiniLM)")
     sim.add_argument("--cold-start", choices=["kmeans", "random"], default="kmeans", help="how the seed set is chosen")
     sim.add_argument("--draws", type=int, default=20, help="MC-Dropout draws")
+    sim.add_argument("--mc", choices=["head", "full"], default="head",
+                     help="dropout in the head only (the server's path) or in the whole network (costly)")
     sim.add_argument("--max-length", type=int, default=128)
     sim.add_argument("--pool-size", type=int, default=None, help="subsample the pool to this many texts")
     sim.add_argument("--seed", type=int, default=0)

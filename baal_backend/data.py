@@ -26,7 +26,8 @@ class TextDataset:
 
 def load_clinc(path: Path = DEFAULT_CLINC, split: str = "train") -> TextDataset:
     """CLINC150's 150 in-scope intents (the out-of-scope `oos_*` splits are left out)."""
-    return load_json_split(Path(path), split)
+    data = load_json_split(Path(path), split)
+    return TextDataset(f"clinc150-{split}", data.texts, data.labels)
 
 
 def load_json_split(path: Path, split: str) -> TextDataset:

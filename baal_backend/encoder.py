@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import OrderedDict
-from typing import Iterator, List, Sequence, Tuple
+from typing import Iterator, List, Sequence
 
 import numpy as np
 import torch
@@ -34,7 +34,10 @@ class Encoder:
         self.max_length = max_length
         self.batch_size = batch_size
         self.tokenizer = load_tokenizer(name_or_path)
-        self.model = load_base_model(name_or_path).eval()
+        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if self.device.type == "cuda":
+            self.batch_size = max(batch_size, 512)
+        self.model = load_base_model(name_or_path).eval().to(self.device)
         self.dim: int = int(self.model.config.hidden_size)
         self._cache: "OrderedDict[bytes, np.ndarray]" = OrderedDict()
         self._cache_size = cache_size
@@ -69,18 +72,26 @@ class Encoder:
 
     @torch.inference_mode()
     def _forward(self, texts: Sequence[str]) -> np.ndarray:
+        """Embeddings without the cache (dropout on if the body was put in train mode)."""
         result = np.empty((len(texts), self.dim), dtype=np.float32)
         for idx in length_sorted_batches(texts, self.batch_size):
             batch = self.tokenizer(
                 [texts[i] for i in idx], truncation=True, max_length=self.max_length, padding=True, return_tensors="pt"
             )
+            batch = batch.to(self.device)
             hidden = self.model(**batch).last_hidden_state
             mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
             pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
             pooled = torch.nn.functional.normalize(pooled, dim=-1)
-            result[idx] = pooled.float().numpy()
+            result[idx] = pooled.float().cpu().numpy()
         return result
 
-    def cache_info(self) -> Tuple[int, int]:
-        """(entries, capacity) of the embedding cache."""
-        return len(self._cache), self._cache_size
+    def dropout_draws(self, texts: Sequence[str], draws: int) -> Iterator[np.ndarray]:
+        """`draws` embeddings of `texts` with the body's own dropout active: full-network MC-Dropout,
+        the tutorial's costly path, kept to measure the head-only approximation against."""
+        self.model.train()
+        try:
+            for _ in range(draws):
+                yield self._forward(texts)
+        finally:
+            self.model.eval()

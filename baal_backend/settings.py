@@ -51,7 +51,7 @@ class Settings:
     baseline_model_name: str = field(default_factory=default_model_path)
     train_mode: str = "head"
     num_draws: int = 20
-    heuristic: str = "bald"
+    heuristic: str = "margin"
     score_mode: str = "rank"
     epochs: int = MODE_DEFAULTS["head"]["epochs"]
     learning_rate: float = MODE_DEFAULTS["head"]["learning_rate"]
@@ -99,7 +99,7 @@ class Settings:
             "model_dir": Path(env.get("MODEL_DIR", "models")),
             "train_mode": mode,
             "num_draws": _int(env, "NUM_DRAWS", 20),
-            "heuristic": env.get("HEURISTIC", "bald").strip().lower(),
+            "heuristic": env.get("HEURISTIC", "margin").strip().lower(),
             "score_mode": env.get("SCORE_MODE", "rank").strip().lower(),
             "epochs": _int(env, "EPOCHS", defaults["epochs"]),
             "learning_rate": _float(env, "LEARNING_RATE", defaults["learning_rate"]),

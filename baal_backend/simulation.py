@@ -34,6 +34,7 @@ class SimulationConfig:
     mode: str = "head"
     model: str = ""
     cold_start: str = "kmeans"
+    mc: str = "head"
     num_draws: int = 20
     max_length: int = 128
     seed: int = 0
@@ -46,6 +47,10 @@ class SimulationConfig:
             raise ValueError("need 0 < seed-size <= budget, batch-size >= 1 and repeats >= 1")
         if self.cold_start not in ("kmeans", "random"):
             raise ValueError("cold start must be 'kmeans' or 'random'")
+        if self.mc not in ("head", "full"):
+            raise ValueError("mc must be 'head' (the server's path) or 'full' (dropout in the whole network)")
+        if self.mc == "full" and self.mode != "head":
+            raise ValueError("mc 'full' is implemented for head mode")
 
     @property
     def budgets(self) -> List[int]:
@@ -77,7 +82,10 @@ class _Learner:
         if self.cfg.mode == "head":
             clf = train_head_on_embeddings(self.encoder, self.labels, self.pool_emb[labeled], y, self.train_cfg)
             test_probs = clf.proba_from_embeddings(self.test_emb, self.cfg.num_draws)
-            cand_probs = clf.proba_from_embeddings(self.pool_emb[candidates], self.cfg.num_draws)
+            if self.cfg.mc == "full":
+                cand_probs = self._full_mc(clf, candidates)
+            else:
+                cand_probs = clf.proba_from_embeddings(self.pool_emb[candidates], self.cfg.num_draws)
         else:
             clf = train_finetune(self.cfg.model, self.labels, [self.pool_texts[i] for i in labeled], y, self.train_cfg)
             test_probs = clf.predict_proba(self.test_texts, self.cfg.num_draws)
@@ -88,6 +96,12 @@ class _Learner:
             "macro_f1": float(f1_score(self.y_test, pred, average="macro", zero_division=0)),
         }
         return metrics, cand_probs
+
+    def _full_mc(self, clf, candidates: np.ndarray) -> np.ndarray:
+        """Each draw: the body with its dropout on, then one head draw."""
+        texts = [self.pool_texts[i] for i in candidates]
+        draws = self.encoder.dropout_draws(texts, self.cfg.num_draws)
+        return np.concatenate([clf.proba_from_embeddings(emb, 1) for emb in draws], axis=2)
 
     def seed_set(self, rule: str, rng: np.random.Generator, seed: int) -> np.ndarray:
         if rule == "kmeans":
@@ -202,7 +216,7 @@ def results_table(results: Dict) -> str:
     budgets = next(iter(strategies.values()))["budgets"]
     shown = sorted({budgets[0], budgets[len(budgets) // 2], budgets[-1]})
     head = ["strategy", "AULC"] + [f"acc@{b}" for b in shown] + ["labels to match random"]
-    lines = [f"# {results['dataset']}: {results['n_classes']} classes, mode {results['mode']}, "
+    lines = [f"# {results['dataset']}: {results['n_classes']} classes, mode {results['mode']}, MC-Dropout in the {results['config'].get('mc', 'head')}, "
              f"{results['config']['repeats']} repeats (mean ± std)", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, s in sorted(strategies.items(), key=lambda kv: -kv[1]["aulc"]):

@@ -127,3 +127,26 @@ def test_both_token_kinds_reach_label_studio(label_studio):
     personal = LabelStudioClient(label_studio.url, pat)
     assert personal.uses_personal_token
     assert isinstance(personal.request("GET", "/api/projects").json(), (dict, list))
+
+
+def test_late_backend_learns_everything_from_label_studio(label_studio, backend_factory):
+    """A backend with an empty MODEL_DIR, connected after labeling: "Start training" syncs all labels."""
+    ls = label_studio
+    rows = _dataset(per_intent=4)
+    project = ls.api("POST", "/api/projects", json={"title": "late backend", "label_config": CONFIG})["id"]
+    ls.api("POST", f"/api/projects/{project}/import", json=[{"text": t} for t, _ in rows])
+    truth = dict(rows)
+    tasks = _ordered_tasks(ls, project)
+    for task in tasks[:12]:
+        _annotate(ls, task["id"], truth[task["data"]["text"]])
+    backend = backend_factory()
+    ml = ls.api("POST", "/api/ml", json={"url": backend.url, "project": project, "title": "late"})
+    ls.api("POST", f"/api/ml/{ml['id']}/train")
+
+    def trained():
+        body = requests.get(f"{backend.url}/versions", params={"project": project}, timeout=5).json()
+        return body if body["details"] and not body["training"] else None
+
+    body = _wait(trained, 180, "a version after Start training")
+    assert body["details"][-1]["n_labels"] == 12
+    assert ls.api("GET", f"/api/projects/{project}")["model_version"] == body["current"]

@@ -8,7 +8,7 @@ from baal_backend.settings import Settings, SettingsError
 def test_defaults_follow_the_mode():
     head = Settings.from_env({})
     tune = Settings.from_env({"TRAIN_MODE": "finetune"})
-    assert (head.train_mode, head.heuristic, head.num_draws, head.score_mode) == ("head", "bald", 20, "rank")
+    assert (head.train_mode, head.heuristic, head.num_draws, head.score_mode) == ("head", "margin", 20, "rank")
     assert head.learning_rate == 3e-3 and tune.learning_rate == 5e-5 and tune.epochs == 3
     assert Path(head.baseline_model_name).is_dir()  # the packaged offline model
 
