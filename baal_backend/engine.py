@@ -29,20 +29,22 @@ from .training import TrainConfig, fit_with_quality
 
 log = logging.getLogger(__name__)
 
+PREDICT_CHUNK = 2048  # texts per MC-Dropout pass in /predict
+
 
 @dataclass(frozen=True)
 class Predictions:
-    """MC-Dropout output for a batch of texts, columns in the schema's label order."""
+    """What a batch of texts gets: the most probable class (of the MC-averaged prediction), its
+    probability, and the score Label Studio sorts by."""
 
     version: str
     labels: Tuple[str, ...]
-    probs: np.ndarray  # [n, classes, draws]
-    scores: np.ndarray  # [n], Label Studio's prediction score
+    best_index: np.ndarray  # [n] into labels
+    best_probability: np.ndarray  # [n]
+    scores: np.ndarray  # [n]
 
     def best(self, i: int) -> Tuple[str, float]:
-        mean = self.probs[i].mean(-1)
-        k = int(mean.argmax())
-        return self.labels[k], float(mean[k])
+        return self.labels[int(self.best_index[i])], float(self.best_probability[i])
 
 
 class Project:
@@ -167,16 +169,28 @@ class Engine:
     def predict(self, project_id: str, schema: Schema, texts: Sequence[str]) -> Predictions:
         """Classes and scores; before a project's first version (and unless the base model is a
         checkpoint that knows the labels) the scores follow the cold-start diversity rule.
+
+        Texts go through in chunks, so memory stays O(texts), not O(texts x classes x draws).
         """
         version, clf = self.classifier(project_id, schema)
-        probs = align(clf.predict_proba(texts, self.settings.num_draws), clf.labels, schema.labels)
-        if version == UNTRAINED and not self._untrained_classifier(schema.labels)[1]:
+        n = len(texts)
+        best_index, best_probability, scores = np.zeros(n, dtype=np.int64), np.zeros(n), np.zeros(n)
+        cold = version == UNTRAINED and not self._untrained_classifier(schema.labels)[1]
+        for start in range(0, n, PREDICT_CHUNK):
+            part = slice(start, min(start + PREDICT_CHUNK, n))
+            probs = align(clf.predict_proba(texts[part], self.settings.num_draws), clf.labels, schema.labels)
+            mean = probs.mean(-1)
+            best_index[part] = mean.argmax(1)
+            best_probability[part] = mean[np.arange(len(mean)), best_index[part]]
+            if not cold:
+                scores[part] = acquisition.prediction_scores(
+                    probs, self.settings.heuristic, self.settings.score_mode, self._rng
+                )
+        if cold:
             scores = cold_start.diversity_scores(self.encoder.embed(texts), self.settings.min_labels, self.settings.seed)
             if self.settings.score_mode == "uncertainty":
                 scores = 1.0 - scores
-        else:
-            scores = acquisition.prediction_scores(probs, self.settings.heuristic, self.settings.score_mode, self._rng)
-        return Predictions(version, schema.labels, probs, scores)
+        return Predictions(version, schema.labels, best_index, best_probability, scores)
 
     # --- labels and training ------------------------------------------------------------------
     def store_labels(self, project_id: str, labels: Sequence[Label]) -> bool:
