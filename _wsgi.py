@@ -153,7 +153,7 @@ def main(argv: Optional[list] = None) -> None:
     try:
         settings = Settings.from_env(model_dir=Path(args.model_dir) if args.model_dir else None)
     except SettingsError as exc:
-        raise SystemExit(f"configuration error: {exc}")
+        raise SystemExit(f"configuration error: {exc}") from None
     if args.check:
         print(f"settings OK: {settings}")
         return

@@ -6,7 +6,6 @@ instance serves one project for one request; all state lives in the engine.
 """
 from __future__ import annotations
 
-import logging
 from typing import Any, Dict, List, Optional
 
 from label_studio_ml.model import LabelStudioMLBase
@@ -14,7 +13,6 @@ from label_studio_ml.model import LabelStudioMLBase
 from baal_backend.engine import Engine
 from baal_backend.studio import label_from, predictions_json, project_id, texts_of
 
-log = logging.getLogger(__name__)
 
 TRAIN_EVENTS = ("ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATION_DELETED", "ANNOTATIONS_DELETED", "START_TRAINING")
 

@@ -94,6 +94,7 @@ def load_classifier(name: str, labels: Sequence[str], seed: int = 0) -> PreTrain
             if old.bias is not None:
                 new.bias[target] = old.bias[source]
     setattr(parent, attr, new)
+    model.num_labels = len(labels)  # heads read this attribute, set from the config at init
     model.config.num_labels = len(labels)
     model.config.id2label = {i: label for i, label in enumerate(labels)}
     model.config.label2id = {label: i for i, label in enumerate(labels)}

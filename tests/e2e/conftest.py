@@ -2,16 +2,15 @@
 import os
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import requests
 
-from tests.integration.test_server_process import Server, _free_port
+from tests.integration.test_server_process import Server
+from tests.processes import ServerProcess, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 LS_VENV = ROOT / ".venv-ls"
@@ -30,12 +29,12 @@ def _ensure_label_studio() -> Path:
     return exe
 
 
-class LabelStudio:
+class LabelStudio(ServerProcess):
     """Label Studio on loopback with a throw-away data dir, a user and a legacy API token."""
 
     def __init__(self, workdir: Path):
         exe = _ensure_label_studio()
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.token = secrets.token_hex(20)
         data = workdir / "lsdata"
@@ -44,25 +43,11 @@ class LabelStudio:
                    FRONTEND_SENTRY_DSN="", COLLECT_ANALYTICS="false", LATEST_VERSION_CHECK="false",
                    FEATURE_FLAGS_OFFLINE="true", ML_BLOCK_LOCAL_IP="false", SSRF_PROTECTION_ENABLED="false",
                    LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN="true")
-        self.log_path = workdir / "label-studio.log"
-        self.log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            [str(exe), "start", "--no-browser", "--internal-host", "127.0.0.1", "-p", str(self.port),
-             "--data-dir", str(data), "--username", "admin@example.com", "--password", secrets.token_hex(8),
-             "--user-token", self.token],
-            cwd=workdir, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-        deadline = time.time() + 300
-        while time.time() < deadline:
-            assert self.proc.poll() is None, self.log_path.read_text()[-3000:]
-            try:
-                if requests.get(f"{self.url}/health", timeout=2).json().get("status") == "UP":
-                    break
-            except (requests.ConnectionError, requests.Timeout, ValueError):
-                pass
-            time.sleep(1)
-        else:
-            raise TimeoutError("Label Studio did not start")
+        cmd = [str(exe), "start", "--no-browser", "--internal-host", "127.0.0.1", "-p", str(self.port),
+               "--data-dir", str(data), "--username", "admin@example.com", "--password", secrets.token_hex(8),
+               "--user-token", self.token]
+        super().__init__(cmd, workdir, env, workdir / "label-studio.log", f"{self.url}/health", timeout=300,
+                         is_up=lambda r: r.json().get("status") == "UP")
         self.session = requests.Session()
         self.session.headers["Authorization"] = f"Token {self.token}"
 
@@ -70,16 +55,6 @@ class LabelStudio:
         resp = self.session.request(method, f"{self.url}{path}", timeout=120, **kwargs)
         assert resp.status_code < 400, f"{method} {path}: {resp.status_code} {resp.text[:500]}"
         return resp.json() if resp.content else None
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
-        self.log.close()
 
 
 @pytest.fixture(scope="session")

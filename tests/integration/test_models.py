@@ -35,7 +35,9 @@ def test_finetuned_checkpoint_predicts_before_any_annotation(make_app, sentiment
 
 def test_finetune_mode_trains_with_baal_trainer_and_serves(make_app):
     client = make_app(TRAIN_MODE="finetune", EPOCHS=2, MAX_LENGTH=32, EVAL_FRACTION=0, LEARNING_RATE=1e-4, BATCH_SIZE=8)
+    config = label_config(["Positive", "Negative", "Mixed"], from_name="sentiment")  # 3 outputs, not the default 2
     for event in sentiment_events(1, 12):
+        event["project"]["label_config"] = config
         client.post("/webhook", json=event)
     assert client.engine.jobs.wait_idle("1", 300)
     body = client.get("/versions?project=1").json
@@ -43,7 +45,7 @@ def test_finetune_mode_trains_with_baal_trainer_and_serves(make_app):
     path = client.engine.project("1").registry.path(body["current"])
     assert (path / "config.json").exists() and (path / "classifier.json").exists()
     saved = json.loads((path / "config.json").read_text())["id2label"]
-    assert saved == {"0": "Positive", "1": "Negative"}  # the label config's order, always
+    assert saved == {"0": "Positive", "1": "Negative", "2": "Mixed"}  # the label config's order, always
     # a fresh process loads the fine-tuned version from disk and serves it
     restarted = make_app(model_dir=client.engine.settings.model_dir, TRAIN_MODE="finetune", MAX_LENGTH=32)
     resp = restarted.post("/predict", json={"tasks": [task(1, "I love it"), task(2, "")], "project": "1.1"})

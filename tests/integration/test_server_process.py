@@ -1,7 +1,6 @@
 """The real server process, started as `make run` starts it, over real HTTP."""
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -11,45 +10,20 @@ import pytest
 import requests
 
 from tests.helpers import SENTIMENT, sentiment_events, task
+from tests.processes import ServerProcess, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+class Server(ServerProcess):
+    """The backend as `make run` serves it: `python _wsgi.py --host 127.0.0.1 --port N`."""
 
-
-class Server:
     def __init__(self, model_dir: Path, log: Path, port: int = 0, **env):
-        self.port = port or _free_port()
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         full_env = {**os.environ, "MODEL_DIR": str(model_dir), "MIN_LABELS": "10", **env}
-        self.log = open(log, "ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "_wsgi.py", "--host", "127.0.0.1", "--port", str(self.port)],
-            cwd=ROOT, env=full_env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            assert self.proc.poll() is None, f"server exited: {log.read_text()[-3000:]}"
-            try:
-                if requests.get(f"{self.url}/health", timeout=1).ok:
-                    return
-            except requests.ConnectionError:
-                time.sleep(0.3)
-        raise TimeoutError("server did not start")
-
-    def stop(self, sig=signal.SIGTERM) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, sig)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
-        self.log.close()
+        super().__init__([sys.executable, "_wsgi.py", "--host", "127.0.0.1", "--port", str(self.port)], ROOT,
+                         full_env, log, f"{self.url}/health", timeout=120)
 
 
 @pytest.fixture
