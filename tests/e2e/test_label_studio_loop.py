@@ -77,8 +77,10 @@ def test_active_learning_loop_with_real_label_studio(label_studio, backend_facto
     lowest = min(stored, key=lambda p: p["score"])
     assert ls.api("GET", f"/api/projects/{project}/next")["id"] == lowest["task"]
 
-    # annotate 12 tasks: webhooks store labels, the backend trains, publishes, pushes fresh scores
-    labeled = [t["id"] for t in tasks[:12]]
+    # annotate 12 tasks, starting with the one /next served (Label Studio keeps serving a user the
+    # task it locked for them until it is labeled); webhooks store the labels, the backend trains,
+    # publishes and pushes fresh scores
+    labeled = [lowest["task"]] + [t["id"] for t in tasks if t["id"] != lowest["task"]][:11]
     annotations = {tid: _annotate(ls, tid, truth[tid])["id"] for tid in labeled}
 
     def trained_on(n):
