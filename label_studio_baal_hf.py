@@ -11,7 +11,7 @@ from typing import Any, Dict, List, Optional
 from label_studio_ml.model import LabelStudioMLBase
 
 from baal_backend.engine import Engine
-from baal_backend.studio import label_from, predictions_json, project_id, texts_of
+from baal_backend.studio import RequestError, label_from, predictions_json, project_id, texts_of
 
 
 TRAIN_EVENTS = ("ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATION_DELETED", "ANNOTATIONS_DELETED", "START_TRAINING")
@@ -51,10 +51,12 @@ class BaalTextClassifier(LabelStudioMLBase):
             return {"status": "ignored", "action": event}
         sync = event == "START_TRAINING"
         if event in ("ANNOTATION_CREATED", "ANNOTATION_UPDATED"):
-            annotation, task = data.get("annotation") or {}, data.get("task") or {}
+            annotation, task = data.get("annotation"), data.get("task") or {}
+            if not isinstance(annotation, dict) or "id" not in annotation:
+                raise RequestError(f"{event} without an annotation object with an id")
             label = label_from(annotation, task, self.schema)
             if label is None:  # cancelled, emptied or not a choice of ours: no longer a label
-                self.engine.delete_labels(self.project, [annotation["id"]] if "id" in annotation else [])
+                self.engine.delete_labels(self.project, [annotation["id"]])
             else:
                 sync = self.engine.store_labels(self.project, [label])
         elif event in ("ANNOTATION_DELETED", "ANNOTATIONS_DELETED"):

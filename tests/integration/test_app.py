@@ -199,6 +199,8 @@ def test_bad_requests_get_4xx_with_a_reason(make_app):
     assert r.status_code == 400
     r = client.post("/webhook", json={"project": {"id": 1}})
     assert r.status_code == 400 and "action" in r.json["error"]
+    r = client.post("/webhook", json={"action": "ANNOTATION_CREATED", "project": {"id": 1, "label_config": SENTIMENT}})
+    assert r.status_code == 400 and "annotation object" in r.json["error"]
     r = client.post("/setup", json={"project": "../etc", "schema": SENTIMENT})
     assert r.status_code == 400 and "project" in r.json["error"]
     assert client.get("/versions").status_code == 400
