@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import time
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
@@ -137,23 +136,24 @@ def _configure_logging(level: str) -> None:
 
 def main(argv: Optional[list] = None) -> None:
     parser = argparse.ArgumentParser(description="Bayesian active-learning ML backend for Label Studio")
-    parser.add_argument("-p", "--port", type=int, default=int(os.environ.get("PORT_BACKEND", 9090)))
+    parser.add_argument("-p", "--port", type=int, default=9090)
     parser.add_argument("--host", default="0.0.0.0", help="address to listen on (default 0.0.0.0)")
     parser.add_argument("--model-dir", default=None, help="where projects' labels and versions live (MODEL_DIR)")
-    parser.add_argument("--log-level", default=os.environ.get("LOG_LEVEL", "INFO"))
+    parser.add_argument("--log-level", default=None, help="overrides LOG_LEVEL")
     parser.add_argument("-d", "--debug", action="store_true", help="log at DEBUG level")
     parser.add_argument("--threads", type=int, default=8, help="request threads")
     # Accepted for compatibility with label-studio-ml's generated _wsgi.py; settings come from env.
     parser.add_argument("--kwargs", "--with", dest="kwargs", nargs="+", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--check", action="store_true", help="validate settings and exit")
     args = parser.parse_args(argv)
-    _configure_logging("DEBUG" if args.debug else args.log_level.upper())
-    if args.kwargs:
-        log.warning("--with/--kwargs are ignored: configure the backend with environment variables")
+    level = "DEBUG" if args.debug else args.log_level and args.log_level.upper()
     try:
-        settings = Settings.from_env(model_dir=Path(args.model_dir) if args.model_dir else None)
+        settings = Settings.from_env(model_dir=Path(args.model_dir) if args.model_dir else None, log_level=level)
     except SettingsError as exc:
         raise SystemExit(f"configuration error: {exc}") from None
+    _configure_logging(settings.log_level)
+    if args.kwargs:
+        log.warning("--with/--kwargs are ignored: configure the backend with environment variables")
     if args.check:
         print(f"settings OK: {settings}")
         return
@@ -162,6 +162,7 @@ def main(argv: Optional[list] = None) -> None:
 
 if __name__ == "__main__":
     main()
-else:
-    _configure_logging(os.environ.get("LOG_LEVEL", "INFO").upper())
-    app = create_app()
+else:  # gunicorn _wsgi:app
+    _settings = Settings.from_env()
+    _configure_logging(_settings.log_level)
+    app = create_app(_settings)

@@ -22,6 +22,7 @@ HEURISTICS = (
     "power_least_confidence",
 )
 SCORE_MODES = ("rank", "uncertainty")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 TRAIN_MODES = ("head", "finetune")
 
 #: Defaults that differ by training mode: a small head learns fast with a high rate and many
@@ -63,9 +64,11 @@ class Settings:
     seed: int = 0
     label_studio_url: Optional[str] = None
     label_studio_api_key: Optional[str] = None
+    log_level: str = "INFO"
 
     def __post_init__(self) -> None:
         _choice("TRAIN_MODE", self.train_mode, TRAIN_MODES)
+        _choice("LOG_LEVEL", self.log_level, LOG_LEVELS)
         _choice("HEURISTIC", self.heuristic, HEURISTICS)
         _choice("SCORE_MODE", self.score_mode, SCORE_MODES)
         for name, value, low in (
@@ -111,6 +114,7 @@ class Settings:
             "seed": _int(env, "SEED", 0),
             "label_studio_url": (env.get("LABEL_STUDIO_URL") or "").rstrip("/") or None,
             "label_studio_api_key": env.get("LABEL_STUDIO_API_KEY") or None,
+            "log_level": env.get("LOG_LEVEL", "INFO").strip().upper(),
         }
         if env.get("BASELINE_MODEL_NAME"):
             values["baseline_model_name"] = env["BASELINE_MODEL_NAME"]

@@ -29,6 +29,7 @@ def test_values_and_overrides():
         ({"LEARNING_RATE": "-1"}, "LEARNING_RATE must be positive"),
         ({"EVAL_FRACTION": "0.95"}, "EVAL_FRACTION"),
         ({"LABEL_STUDIO_URL": "http://ls:8080"}, "set together"),
+        ({"LOG_LEVEL": "loud"}, "LOG_LEVEL='LOUD' is not one of"),
     ],
 )
 def test_bad_values_are_named(env, message):
