@@ -2,8 +2,8 @@
 
 (a) tutorial: whole network dropout-patched, `BaalTransformersTrainer.predict_on_dataset(ds, 20)`
     (every text 20 times through the whole network), then BALD;
-(b) backend: `Engine.predict` in process (one body pass, 20 draws of the head, BALD score), and
-    `POST /predict` over HTTP to a real server process;
+(b) backend: `POST /predict` on a trained first version (one body pass, 20 draws of the head,
+    the default heuristic's score), through the app in process and over HTTP to a real server;
 (c) floor: one plain deterministic forward pass of the same body, no draws.
 
 Each measurement runs in its own child process, so its peak RSS is its own.
