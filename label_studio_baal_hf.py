@@ -35,14 +35,12 @@ class BaalTextClassifier(LabelStudioMLBase):
     def predict(self, tasks: List[Dict], **kwargs: Any) -> List[Dict]:
         """One prediction per task, in order; a task without usable text gets an empty result."""
         indices, texts = texts_of(tasks, self.schema, self.project)
-        version = self.model_version
+        preds = self.engine.predict(self.project, self.schema, texts) if texts else None
+        version = preds.version if preds else self.model_version
         results: List[Dict] = [{"result": [], "score": None, "model_version": version} for _ in tasks]
-        if texts:
-            preds = self.engine.predict(self.project, self.schema, texts)
+        if preds:
             for i, item in zip(indices, predictions_json(self.schema, preds)):
                 results[i] = item
-            for result in results:
-                result["model_version"] = preds.version
         return results
 
     def process_event(self, event: str, data: Dict, job_id: Any = None, additional_params: Any = None) -> Dict:

@@ -35,9 +35,9 @@ def load_base_model(name: str) -> PreTrainedModel:
     return _wrap("encoder", name, lambda: AutoModel.from_pretrained(name))
 
 
-def checkpoint_labels(model: PreTrainedModel) -> List[str]:
-    """The class names a checkpoint was trained with, in index order."""
-    id2label = model.config.id2label or {}
+def config_labels(config) -> List[str]:
+    """The class names a model config declares (`id2label`), in index order."""
+    id2label = config.id2label or {}
     return [str(id2label[i]) for i in sorted(id2label, key=int)]
 
 
@@ -52,9 +52,7 @@ def is_finetuned_for(name: str, labels: Sequence[str]) -> bool:
     from transformers import AutoConfig
 
     config = _wrap("config", name, lambda: AutoConfig.from_pretrained(name))
-    id2label = config.id2label or {}
-    own = [str(id2label[i]) for i in sorted(id2label, key=int)]
-    return len(match_labels(own, labels)) == len(labels)
+    return len(match_labels(config_labels(config), labels)) == len(labels)
 
 
 def _output_layer(model: PreTrainedModel) -> Optional[tuple]:
@@ -77,7 +75,7 @@ def load_classifier(name: str, labels: Sequence[str], seed: int = 0) -> PreTrain
     fine-tuned checkpoint predicts usefully before any annotation; other rows start fresh.
     """
     model = _wrap("classifier", name, lambda: AutoModelForSequenceClassification.from_pretrained(name))
-    own = checkpoint_labels(model)
+    own = config_labels(model.config)
     matched = match_labels(own, labels)
     layer = _output_layer(model)
     if layer is None:

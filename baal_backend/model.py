@@ -25,7 +25,7 @@ from torch import nn
 from transformers import AutoModelForSequenceClassification, PreTrainedModel
 
 from .encoder import Encoder, length_sorted_batches
-from .hf import load_tokenizer
+from .hf import config_labels, load_tokenizer
 
 META_FILE = "classifier.json"
 HEAD_WEIGHTS = "head.pt"
@@ -139,8 +139,7 @@ class TransformerClassifier:
         self.tokenizer = tokenizer
         self.max_length = max_length
         self.batch_size = batch_size
-        id2label = model.config.id2label
-        self.labels = tuple(str(id2label[i]) for i in sorted(id2label, key=int))
+        self.labels = tuple(config_labels(model.config))
         self._lock = threading.Lock()  # predict swaps the body out for a moment
 
     @contextmanager
