@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import csv
+import gzip
 import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional, Tuple
 
-DEFAULT_CLINC = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "clinc150" / "data_full.json"
+#: CLINC150's in-scope train/test splits, shipped in the repository (CC-BY-3.0, see its README).
+DEFAULT_CLINC = Path(__file__).resolve().parent / "corpora" / "clinc150" / "clinc150.json.gz"
 
 
 class DataError(ValueError):
@@ -31,8 +33,14 @@ def load_clinc(path: Path = DEFAULT_CLINC, split: str = "train") -> TextDataset:
 
 
 def load_json_split(path: Path, split: str) -> TextDataset:
-    """One split of a CLINC-style JSON: `{"train": [[text, label], ...], "test": [...]}`."""
-    return _split(json.loads(Path(path).read_text(encoding="utf-8")), split, Path(path))
+    """One split of a CLINC-style JSON (optionally gzipped): `{"train": [[text, label], ...], "test": [...]}`."""
+    return _split(_read_json(Path(path)), split, Path(path))
+
+
+def _read_json(path: Path) -> object:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as fh:
+        return json.load(fh)
 
 
 def _split(doc: object, split: str, path: Path) -> TextDataset:
@@ -95,8 +103,8 @@ def load_data(
     if not path.exists():
         raise DataError(f"{data}: no such file (or use one of the built-in data sets: {', '.join(BUILTIN)})")
     test_set = load_table(Path(test), text_column, label_column) if test else None
-    if path.suffix.lower() == ".json":
-        doc = json.loads(path.read_text(encoding="utf-8"))
+    if path.name.lower().endswith((".json", ".json.gz")):
+        doc = _read_json(path)
         pool = _split(doc, "train", path)
         if test_set is None and isinstance(doc, dict) and "test" in doc:
             test_set = _split(doc, "test", path)
