@@ -1,8 +1,8 @@
 """The HTTP app Label Studio talks to.
 
-* `gunicorn _wsgi:app` (production), `python _wsgi.py --host H --port P` and
-  `label-studio-ml start .` all serve the same app through gunicorn: the Werkzeug dev server
-  pinned by label-studio-ml is never used.
+* `gunicorn _wsgi:app` (production; `gunicorn.conf.py` beside this file holds the settings),
+  `python _wsgi.py --host H --port P` and `label-studio-ml start .` all serve the same app through
+  gunicorn: the Werkzeug dev server pinned by label-studio-ml is never used.
 * Settings come from the environment (`baal_backend.settings`); `--model-dir` overrides MODEL_DIR.
 """
 from __future__ import annotations
@@ -15,19 +15,31 @@ from typing import Any, Dict, Optional, Tuple
 
 from flask import Flask, jsonify, request
 
-from baal_backend.engine import Engine
+from baal_backend import serving
+from baal_backend.engine import Engine, StateError
 from baal_backend.schema import SchemaError
 from baal_backend.settings import Settings, SettingsError
 from baal_backend.studio import RequestError, project_id
+from baal_backend.studio_client import LabelStudioClient
+from baal_backend.studio_link import StudioLink
 from label_studio_baal_hf import BaalTextClassifier
 
 log = logging.getLogger("baal_backend.http")
 
 
+def build_engine(settings: Settings) -> Engine:
+    """The engine, subscribed to by the Label Studio link when credentials are set."""
+    engine = Engine(settings)
+    if settings.label_studio_enabled:
+        client = LabelStudioClient(settings.label_studio_url, settings.label_studio_api_key)
+        engine.events.subscribe(StudioLink(engine, client, set_sampling=settings.label_studio_set_sampling))
+    return engine
+
+
 def create_app(settings: Optional[Settings] = None, engine: Optional[Engine] = None) -> Flask:
     """Build the Flask app around one engine (made from the environment when not given)."""
     settings = settings or Settings.from_env()
-    engine = engine or Engine(settings)
+    engine = engine or build_engine(settings)
     app = Flask(__name__)
     app.config["ENGINE"] = engine
 
@@ -42,11 +54,18 @@ def create_app(settings: Optional[Settings] = None, engine: Optional[Engine] = N
 
     @app.errorhandler(RequestError)
     def bad_request(exc: Exception) -> Tuple[Any, int]:
+        log.warning("%s %s: 400 %s", request.method, request.path, exc)
         return jsonify({"error": str(exc)}), 400
 
     @app.errorhandler(SchemaError)
     def bad_config(exc: Exception) -> Tuple[Any, int]:
+        log.warning("%s %s: label config refused: %s", request.method, request.path, exc)
         return jsonify({"error": f"label config not supported: {exc}"}), 422
+
+    @app.errorhandler(StateError)
+    def no_state(exc: Exception) -> Tuple[Any, int]:
+        log.error("%s %s: %s", request.method, request.path, exc)
+        return jsonify({"error": str(exc)}), 503
 
     @app.errorhandler(Exception)
     def failure(exc: Exception) -> Tuple[Any, int]:
@@ -54,18 +73,23 @@ def create_app(settings: Optional[Settings] = None, engine: Optional[Engine] = N
         if isinstance(code, int) and 400 <= code < 500:  # werkzeug's own 404, 405 ...
             return jsonify({"error": str(exc)}), code
         log.exception("request to %s failed", request.path)
-        return jsonify({"error": f"{type(exc).__name__}: {exc}"}), 500
+        return jsonify({"error": f"internal error ({type(exc).__name__}); the server log has the details"}), 500
 
     @app.route("/", methods=["GET"])
     @app.route("/health", methods=["GET"])
     def health():
-        return jsonify({"status": "UP", "model_class": BaalTextClassifier.__name__, "model_dir": str(settings.model_dir)})
+        """UP while the server answers; `problems` and `failed_runs` say what needs a look."""
+        return jsonify({
+            "status": "UP",
+            "model_class": BaalTextClassifier.__name__,
+            "problems": sorted(engine.problems.values()),
+            "failed_runs": engine.failed_runs(),
+        })
 
     @app.route("/setup", methods=["POST"])
     def setup():
         data = body()
-        model = model_for(data.get("project"), data.get("schema"))
-        return jsonify({"model_version": model.model_version})
+        return jsonify({"model_version": model_for(data.get("project"), data.get("schema")).setup()})
 
     @app.route("/predict", methods=["POST"])
     def predict():
@@ -80,7 +104,8 @@ def create_app(settings: Optional[Settings] = None, engine: Optional[Engine] = N
         started = time.perf_counter()
         results = model.predict(tasks)
         log.info("project %s: predicted %d tasks in %.2fs", model.project, len(tasks), time.perf_counter() - started)
-        return jsonify({"results": results, "model_version": model.model_version})
+        version = results[0]["model_version"] if results else model.model_version
+        return jsonify({"results": results, "model_version": version})
 
     @app.route("/webhook", methods=["POST"])
     def webhook():
@@ -90,24 +115,20 @@ def create_app(settings: Optional[Settings] = None, engine: Optional[Engine] = N
             raise RequestError("the webhook has no 'action'")
         project = data.get("project")
         config = project.get("label_config") if isinstance(project, dict) else None
-        model = model_for(project, config)
-        return jsonify(model.process_event(action, data)), 200
+        return jsonify(model_for(project, config).process_event(action, data)), 200
 
     @app.route("/versions", methods=["GET", "POST"])
     def versions():
         data = body() if request.method == "POST" else dict(request.args)
-        project = project_id(data.get("project"))
-        details = engine.versions(project)
-        return jsonify(
-            {
-                "versions": [v["version"] for v in details],
-                "current": engine.current_version(project),
-                "details": details,
-                "training": engine.jobs.is_training(project),
-                "last_run": engine.project(project).last_run,
-                "model_dir": str(settings.model_dir),
-            }
-        )
+        pid = project_id(data.get("project"))
+        details = engine.versions(pid)
+        return jsonify({
+            "versions": [v["version"] for v in details],
+            "current": engine.current_version(pid),
+            "details": details,
+            "training": engine.jobs.is_training(pid),
+            "last_run": engine.project(pid).last_run,
+        })
 
     return app
 
@@ -122,7 +143,10 @@ def _serve(app: Flask, host: str, port: int, threads: int) -> None:
             self.cfg.set("workers", 1)
             self.cfg.set("threads", threads)
             self.cfg.set("timeout", 300)
+            self.cfg.set("graceful_timeout", serving.GRACEFUL_TIMEOUT)
             self.cfg.set("control_socket_disable", True)  # one shared path would clash between instances
+            self.cfg.set("post_worker_init", serving.post_worker_init)
+            self.cfg.set("worker_exit", serving.worker_exit)
 
         def load(self) -> Flask:
             return app
@@ -157,6 +181,7 @@ def main(argv: Optional[list] = None) -> None:
     if args.check:
         print(f"settings OK: {settings}")
         return
+    log.info("starting on %s:%d: %s", args.host, args.port, settings.describe())
     _serve(create_app(settings), args.host, args.port, args.threads)
 
 
@@ -165,4 +190,5 @@ if __name__ == "__main__":
 else:  # gunicorn _wsgi:app
     _settings = Settings.from_env()
     _configure_logging(_settings.log_level)
+    log.info("starting: %s", _settings.describe())
     app = create_app(_settings)

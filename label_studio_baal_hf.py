@@ -1,36 +1,57 @@
 """Label Studio ML backend: Bayesian active learning for text classification.
 
-`BaalTextClassifier` is the thin Label Studio adapter: it turns Label Studio's requests into calls
-on the engine (`baal_backend.Engine`) and the engine's answers into Label Studio's JSON. One
-instance serves one project for one request; all state lives in the engine.
+`BaalTextClassifier` is the thin Label Studio adapter: it turns Label Studio's requests and
+webhooks into calls on the engine (`baal_backend.Engine`) and the engine's answers into Label
+Studio's JSON. One instance serves one project for one request; all state lives in the engine.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional
+import logging
+from typing import Any, Dict, List, Optional, Tuple
 
 from label_studio_ml.model import LabelStudioMLBase
 
 from baal_backend.engine import Engine
+from baal_backend.schema import Schema
 from baal_backend.studio import RequestError, label_from, predictions_json, project_id, texts_of
 
+log = logging.getLogger("baal_backend.webhook")
 
-TRAIN_EVENTS = ("ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATION_DELETED", "ANNOTATIONS_DELETED", "START_TRAINING")
+#: Webhook actions that change what the model learns from. Label Studio's ML webhook is created
+#: with send_for_all_actions, so every other action (TASKS_CREATED, ...) arrives too: ignored.
+HANDLED_EVENTS = (
+    "ANNOTATION_CREATED", "ANNOTATIONS_CREATED", "ANNOTATION_UPDATED", "ANNOTATION_DELETED", "ANNOTATIONS_DELETED",
+    "TASKS_DELETED", "PROJECT_UPDATED", "PROJECT_DELETED", "START_TRAINING",
+)
 
 
 class BaalTextClassifier(LabelStudioMLBase):
     """MC-Dropout text classifier whose prediction `score` ranks tasks for labeling."""
 
-    TRAIN_EVENTS = TRAIN_EVENTS
+    TRAIN_EVENTS = HANDLED_EVENTS
 
     def __init__(self, engine: Engine, project: Any, label_config: Optional[str] = None, **kwargs: Any):
+        super().__init__(**kwargs)  # the config is parsed (and validated) by the engine, once
         self.engine = engine
         self.project = project_id(project)
-        self.schema = engine.schema(self.project, label_config)  # SchemaError names what is wrong
-        super().__init__(label_config=label_config or engine.project(self.project).label_config, **kwargs)
+        self.label_config = label_config
+        self._schema: Optional[Schema] = None
+
+    @property
+    def schema(self) -> Schema:
+        """The project's Choices/Text pair (`SchemaError` says why a config cannot be served)."""
+        if self._schema is None:
+            self._schema = self.engine.schema(self.project, self.label_config)
+        return self._schema
 
     @property
     def model_version(self) -> str:
         return self.engine.current_version(self.project)
+
+    def setup(self) -> str:
+        """Label Studio connects the project: remember its config, answer the current version."""
+        self.engine.events.emit("connected", self.project, self.schema)
+        return self.model_version
 
     def predict(self, tasks: List[Dict], **kwargs: Any) -> List[Dict]:
         """One prediction per task, in order; a task without usable text gets an empty result."""
@@ -44,25 +65,75 @@ class BaalTextClassifier(LabelStudioMLBase):
         return results
 
     def process_event(self, event: str, data: Dict, job_id: Any = None, additional_params: Any = None) -> Dict:
-        """Store or remove the label an annotation event carries, then ask for a training run."""
-        if event not in TRAIN_EVENTS:
+        """Mirror the event in the label store, ask for a training run when labels changed, and
+        log one line saying what happened."""
+        handler = getattr(self, f"_on_{event.lower()}", None) if event in HANDLED_EVENTS else None
+        if handler is None:
+            log.info("webhook %s, project %s: ignored", event, self.project)
             return {"status": "ignored", "action": event}
-        sync = event == "START_TRAINING"
-        if event in ("ANNOTATION_CREATED", "ANNOTATION_UPDATED"):
-            annotation, task = data.get("annotation"), data.get("task") or {}
-            if not isinstance(annotation, dict) or "id" not in annotation:
-                raise RequestError(f"{event} without an annotation object with an id")
-            label = label_from(annotation, task, self.schema)
-            if label is None:  # cancelled, emptied or not a choice of ours: no longer a label
-                self.engine.delete_labels(self.project, [annotation["id"]])
-            else:
-                sync = self.engine.store_labels(self.project, [label])
-        elif event in ("ANNOTATION_DELETED", "ANNOTATIONS_DELETED"):
-            gone = data.get("annotations") or [data.get("annotation") or {}]
-            self.engine.delete_labels(self.project, [a["id"] for a in gone if isinstance(a, dict) and "id" in a])
-        return {"status": "ok", "action": event, "training": self.fit(sync=sync)["training"]}
+        summary, train, sync = handler(data)
+        reply: Dict[str, Any] = {"status": "ok", "action": event}
+        if train:
+            reply["training"] = self.fit(sync=sync)["training"]
+        log.info("webhook %s, project %s: %s%s", event, self.project, summary,
+                 f"; training {reply['training']}" if train else "")
+        return reply
 
     def fit(self, tasks: Any = (), workdir: Any = None, sync: bool = False, **kwargs: Any) -> Dict:
         """Training never runs inside the request: this queues a background run."""
         return {"training": self.engine.request_training(self.project, sync=sync)}
 
+    # --- one handler per webhook action: (what happened, train?, sync first?) ----------------
+    def _on_annotation_created(self, data: Dict) -> Tuple[str, bool, bool]:
+        annotation, task = data.get("annotation"), data.get("task") or {}
+        if not isinstance(annotation, dict) or "id" not in annotation:
+            raise RequestError("the webhook has no annotation object with an id")
+        label = label_from(annotation, task if isinstance(task, dict) else {}, self.schema)
+        if label is None:  # cancelled, emptied or not a choice of ours: no longer a label
+            removed = self.engine.delete_labels(self.project, [annotation["id"]])
+            return f"annotation {annotation['id']} carries no label ({removed} removed)", removed > 0, False
+        first = self.engine.store_labels(self.project, [label])
+        return f"stored annotation {label.annotation_id} = {label.label!r}", True, first
+
+    _on_annotation_updated = _on_annotation_created
+
+    def _on_annotations_created(self, data: Dict) -> Tuple[str, bool, bool]:
+        """Bulk ("Create Annotations From Predictions"): `annotation` and `task` are lists."""
+        annotations, tasks = data.get("annotation"), data.get("task")
+        if not isinstance(annotations, list):
+            raise RequestError("ANNOTATIONS_CREATED needs a list of annotations under 'annotation'")
+        by_id = {t.get("id"): t for t in tasks if isinstance(t, dict)} if isinstance(tasks, list) else {}
+        labels = []
+        for annotation in annotations:
+            if isinstance(annotation, dict):
+                label = label_from(annotation, by_id.get(annotation.get("task")) or {}, self.schema)
+                if label is not None:
+                    labels.append(label)
+        first = self.engine.store_labels(self.project, labels) if labels else False
+        return f"stored {len(labels)} of {len(annotations)} annotations", bool(labels), first
+
+    def _on_annotation_deleted(self, data: Dict) -> Tuple[str, bool, bool]:
+        gone = data.get("annotations") or [data.get("annotation") or {}]
+        ids = [a["id"] for a in gone if isinstance(a, dict) and isinstance(a.get("id"), int)]
+        removed = self.engine.delete_labels(self.project, ids)
+        return f"removed {removed} of {len(ids)} annotations", removed > 0, False
+
+    _on_annotations_deleted = _on_annotation_deleted
+
+    def _on_tasks_deleted(self, data: Dict) -> Tuple[str, bool, bool]:
+        """Deleting tasks deletes their annotations without an ANNOTATIONS_DELETED."""
+        tasks = data.get("tasks") or []
+        ids = [t["id"] for t in tasks if isinstance(t, dict) and isinstance(t.get("id"), int)]
+        removed = self.engine.delete_tasks(self.project, ids)
+        return f"{len(ids)} tasks deleted, {removed} of their labels removed", removed > 0, False
+
+    def _on_project_updated(self, data: Dict) -> Tuple[str, bool, bool]:
+        """Label config edits arrive here; `schema` queues a retrain when the classes changed."""
+        return f"label config with {len(self.schema.labels)} classes", False, False
+
+    def _on_project_deleted(self, data: Dict) -> Tuple[str, bool, bool]:
+        removed = self.engine.delete_project(self.project)
+        return "state removed" if removed else "no state to remove", False, False
+
+    def _on_start_training(self, data: Dict) -> Tuple[str, bool, bool]:
+        return "requested", True, True

@@ -22,6 +22,18 @@ def length_sorted_batches(texts: Sequence[str], batch_size: int) -> Iterator[Lis
         yield order[start : start + batch_size]
 
 
+def _weights_digest(model: torch.nn.Module) -> str:
+    """A short digest of the model's architecture and weights, the same wherever it is installed:
+    a version trained on one encoder is never served on top of another (a path says too little,
+    the packaged default lives under the venv)."""
+    params = list(model.parameters())
+    digest = hashlib.blake2b(digest_size=12)
+    digest.update(f"{model.config.model_type}:{model.config.hidden_size}:{len(params)}".encode())
+    for tensor in (params[0], params[-1]):
+        digest.update(tensor.detach().float().cpu().numpy().tobytes()[: 1 << 22])
+    return digest.hexdigest()
+
+
 class Encoder:
     """Tokenizer + transformer body; `embed` returns L2-normalised mean-pooled vectors.
 
@@ -39,6 +51,7 @@ class Encoder:
             self.batch_size = max(batch_size, 512)
         self.model = load_base_model(name_or_path).eval().to(self.device)
         self.dim: int = int(self.model.config.hidden_size)
+        self.identity = _weights_digest(self.model)
         self._cache: "OrderedDict[bytes, np.ndarray]" = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()

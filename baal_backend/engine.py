@@ -1,28 +1,31 @@
 """The engine: projects, their labels, versions and models, behind a few plain methods.
 
-Nothing here knows Label Studio's JSON; `label_studio_baal_hf.py` translates. One `Engine` per
+Nothing here knows Label Studio: `label_studio_baal_hf.py` translates its JSON, and the Label
+Studio link (`studio_link`) subscribes to what the engine announces (`events`). One `Engine` per
 process serves every project; projects share only the loaded base encoder.
 """
 from __future__ import annotations
 
-import fcntl
 import logging
+import sqlite3
+import tempfile
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import asdict, dataclass
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from . import acquisition, cold_start, studio
+from . import acquisition, cold_start
 from .encoder import Encoder
+from .events import Events
 from .hf import is_finetuned_for, load_classifier, load_tokenizer, match_labels
 from .jobs import TrainingCoordinator
-from .labels import Label, LabelStore
-from .model import Classifier, HeadClassifier, TransformerClassifier, load_classifier_dir
-from .registry import UNTRAINED, Registry, atomic_write_text
+from .labels import Label, MergeResult, fingerprint
+from .model import Classifier, TransformerClassifier, load_classifier_dir
+from .project import Project
+from .registry import UNTRAINED
 from .schema import Schema, SchemaError, parse_label_config
 from .settings import Settings
 from .training import TrainConfig, fit_with_quality
@@ -30,67 +33,36 @@ from .training import TrainConfig, fit_with_quality
 log = logging.getLogger(__name__)
 
 PREDICT_CHUNK = 2048  # texts per MC-Dropout pass in /predict
+NEUTRAL_SCORE = 0.5  # a cold-start score that ranks a task neither first nor last
+
+
+class StateError(RuntimeError):
+    """The backend cannot write its state (MODEL_DIR); the message says what to fix."""
 
 
 @dataclass(frozen=True)
 class Predictions:
     """What a batch of texts gets: the most probable class (of the MC-averaged prediction), its
-    probability, and the score Label Studio sorts by."""
+    probability, the score Label Studio sorts by, and whether the class is worth showing:
+    before a project's first version only a model that already knows its classes pre-fills one."""
 
     version: str
     labels: Tuple[str, ...]
     best_index: np.ndarray  # [n] into labels
     best_probability: np.ndarray  # [n]
     scores: np.ndarray  # [n]
+    prefill: bool = True
 
     def best(self, i: int) -> Tuple[str, float]:
         return self.labels[int(self.best_index[i])], float(self.best_probability[i])
 
 
-class Project:
-    """One Label Studio project's directory: labels, label config, versions."""
-
-    def __init__(self, project_id: str, root: Path, keep_versions: int):
-        self.id = project_id
-        self.root = root
-        root.mkdir(parents=True, exist_ok=True)
-        self.store = LabelStore(root / "labels.sqlite3")
-        self.registry = Registry(root, keep=keep_versions)
-        self._config_file = root / "label_config.xml"
-        self.loaded: Optional[Tuple[str, Classifier]] = None
-        self.lock = threading.Lock()
-        self.last_run: Dict = {}
-
-    @property
-    def label_config(self) -> Optional[str]:
-        try:
-            return self._config_file.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return None
-
-    def save_label_config(self, config: str) -> None:
-        if config != self.label_config:
-            atomic_write_text(self._config_file, config)
-
-    @contextmanager
-    def training_lock(self) -> Iterator[None]:
-        """Exclusive across processes too (gunicorn workers sharing MODEL_DIR)."""
-        with open(self.root / "train.lock", "w") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 class Engine:
     """Everything the HTTP layer asks for, by project id."""
 
-    def __init__(self, settings: Settings, client: Optional[studio.LabelStudioClient] = None):
+    def __init__(self, settings: Settings):
         self.settings = settings
-        self.client = client
-        if client is None and settings.label_studio_enabled:
-            self.client = studio.LabelStudioClient(settings.label_studio_url, settings.label_studio_api_key)
+        self.events = Events()
         self.jobs = TrainingCoordinator(self._train)
         self.train_config = TrainConfig(
             mode=settings.train_mode,
@@ -103,10 +75,13 @@ class Engine:
             seed=settings.seed,
         )
         self._projects: Dict[str, Project] = {}
-        self._untrained: Dict[Tuple[str, ...], Tuple[Classifier, bool]] = {}
+        self._base: Dict[Tuple[str, ...], Optional[Classifier]] = {}
+        self._refused: Dict[Tuple[str, str], str] = {}  # (project, version) -> why it is not served
         self._encoder: Optional[Encoder] = None
         self._lock = threading.RLock()
         self._rng = np.random.default_rng()
+        self.problems: Dict[str, str] = {}
+        self._check_model_dir()
 
     # --- shared resources -------------------------------------------------------------
     @property
@@ -123,171 +98,329 @@ class Engine:
                 self._projects[project_id] = Project(project_id, root, self.settings.keep_versions)
             return self._projects[project_id]
 
+    def _check_model_dir(self) -> None:
+        """MODEL_DIR must be writable; if not, say so in the log and in /health, and keep serving."""
+        root = self.settings.model_dir / "projects"
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=root, prefix=".write-check-"):
+                pass
+            self.problems.pop("model_dir", None)
+        except OSError as exc:
+            self.problems["model_dir"] = (
+                f"MODEL_DIR is not writable ({exc.strerror or exc}): labels cannot be stored and no "
+                "version can be trained; predictions use what is already there"
+            )
+            log.error("%s", self.problems["model_dir"])
+
+    @contextmanager
+    def _writing(self, what: str) -> Iterator[None]:
+        """Turn a failed write of state into a `StateError` that names MODEL_DIR."""
+        try:
+            yield
+        except (OSError, sqlite3.Error) as exc:
+            self._check_model_dir()
+            raise StateError(f"cannot {what}: {exc}; is MODEL_DIR writable?") from exc
+
     # --- label config ---------------------------------------------------------------------
     def schema(self, project_id: str, label_config: Optional[str] = None) -> Schema:
-        """Parse (and remember) the project's label config; without one, use the stored one."""
+        """Parse the project's label config (raising `SchemaError` before anything is stored);
+        without one, use the stored one. A changed set of classes queues a retrain."""
         project = self.project(project_id)
-        if label_config:
-            schema = parse_label_config(label_config)
-            project.save_label_config(label_config)
-            return schema
-        stored = project.label_config
-        if stored is None:
-            raise SchemaError(f"project {project_id} has no label config yet: connect it in Label Studio (/setup)")
-        return parse_label_config(stored)
+        if not label_config:
+            stored = project.label_config
+            if stored is None:
+                raise SchemaError(f"project {project_id} has no label config yet: connect it in Label Studio (/setup)")
+            return parse_label_config(stored)
+        schema = parse_label_config(label_config)
+        previous = project.label_config
+        with self._writing("store the label config"):
+            changed = project.save_label_config(label_config)
+        if changed and previous is not None and _classes(previous) != schema.labels:
+            log.info("project %s: the label config's classes changed; retraining", project_id)
+            self.request_training(project_id)
+        return schema
 
     # --- prediction ---------------------------------------------------------------------
     def current_version(self, project_id: str) -> str:
         return self.project(project_id).registry.current() or UNTRAINED
 
-    def _untrained_classifier(self, labels: Tuple[str, ...]) -> Tuple[Classifier, bool]:
-        """The base model for these labels, and whether it already knows them (a fine-tuned checkpoint)."""
+    def _base_classifier(self, labels: Tuple[str, ...]) -> Optional[Classifier]:
+        """The base model as is, when it is a fine-tuned checkpoint that knows every class."""
         with self._lock:
-            if labels not in self._untrained:
+            if labels not in self._base:
                 base = self.settings.baseline_model_name
-                knows = is_finetuned_for(base, labels)
-                if knows or self.settings.train_mode == "finetune":
+                clf = None
+                if is_finetuned_for(base, labels):
                     model = load_classifier(base, labels, seed=self.settings.seed)
-                    clf: Classifier = TransformerClassifier(model, load_tokenizer(base), self.settings.max_length)
-                else:
-                    clf = HeadClassifier.new(self.encoder, labels, seed=self.settings.seed)
-                self._untrained[labels] = (clf, knows)
-            return self._untrained[labels]
+                    clf = TransformerClassifier(model, load_tokenizer(base), self.settings.max_length)
+                self._base[labels] = clf
+            return self._base[labels]
 
-    def classifier(self, project_id: str, schema: Schema) -> Tuple[str, Classifier]:
-        """The newest published version of the project, loaded once, reloaded when it changes."""
+    def classifier(self, project_id: str) -> Tuple[str, Optional[Classifier]]:
+        """The newest published version that fits the current encoder, loaded once and reloaded
+        when it changes; (UNTRAINED, None) before the first version or when it does not fit."""
         project = self.project(project_id)
         with project.lock:
-            name = project.registry.current()
-            if name is None:
-                return UNTRAINED, self._untrained_classifier(schema.labels)[0]
-            if project.loaded is None or project.loaded[0] != name:
-                clf = load_classifier_dir(project.registry.path(name), self.encoder, self.settings.max_length)
+            for _ in range(3):  # the version can vanish under us (pruned by another process)
+                name = project.registry.current()
+                if name is None:
+                    return UNTRAINED, None
+                if project.loaded is not None and project.loaded[0] == name:
+                    return project.loaded
+                why = self._refused.get((project_id, name)) or self._misfit(project, name)
+                if why:
+                    return UNTRAINED, None
+                project.registry.pin(name)
+                try:
+                    clf = load_classifier_dir(project.registry.path(name), self.encoder, self.settings.max_length)
+                except FileNotFoundError:
+                    project.registry.unpin(name)
+                    continue
+                if project.loaded is not None:
+                    project.registry.unpin(project.loaded[0])
                 project.loaded = (name, clf)
-            return project.loaded
+                return project.loaded
+        return UNTRAINED, None
+
+    def _misfit(self, project: Project, name: str) -> Optional[str]:
+        """Why version `name` must not be served on the current encoder (None when it fits).
+        A misfit is logged once and queues a retrain on the current encoder."""
+        try:
+            meta = project.registry.meta(name)
+        except FileNotFoundError:
+            return None  # vanished: the caller re-reads the current version
+        trained_on = meta.get("encoder") or {}
+        if trained_on.get("id") == self.encoder.identity:
+            return None
+        why = (
+            f"{name} was trained on encoder {trained_on.get('name') or meta.get('base_model')!r} "
+            f"(dim {trained_on.get('dim', '?')}), not the current {self.settings.baseline_model_name!r} "
+            f"(dim {self.encoder.dim}); serving the untrained rule until it is retrained"
+        )
+        self._refused[(project.id, name)] = why
+        log.warning("project %s: %s", project.id, why)
+        self.request_training(project.id)
+        return why
 
     def predict(self, project_id: str, schema: Schema, texts: Sequence[str]) -> Predictions:
-        """Classes and scores; before a project's first version (and unless the base model is a
-        checkpoint that knows the labels) the scores follow the cold-start diversity rule.
+        """Classes and scores of `texts` from the current version.
 
-        Texts go through in chunks, so memory stays O(texts), not O(texts x classes x draws).
+        Before a project's first version, a base model that knows the classes (a fine-tuned
+        checkpoint) predicts as usual; otherwise no class is pre-filled and the scores follow the
+        cold-start diversity rule. Texts go through in chunks: memory O(texts), not
+        O(texts x classes x draws).
         """
-        version, clf = self.classifier(project_id, schema)
+        version, clf = self.classifier(project_id)
+        if clf is None:
+            clf = self._base_classifier(schema.labels)
         n = len(texts)
         best_index, best_probability, scores = np.zeros(n, dtype=np.int64), np.zeros(n), np.zeros(n)
-        cold = version == UNTRAINED and not self._untrained_classifier(schema.labels)[1]
+        if clf is None:
+            return Predictions(version, schema.labels, best_index, best_probability, self._cold_scores(texts), prefill=False)
         for start in range(0, n, PREDICT_CHUNK):
             part = slice(start, min(start + PREDICT_CHUNK, n))
             probs = align(clf.predict_proba(texts[part], self.settings.num_draws), clf.labels, schema.labels)
             mean = probs.mean(-1)
             best_index[part] = mean.argmax(1)
             best_probability[part] = mean[np.arange(len(mean)), best_index[part]]
-            if not cold:
-                scores[part] = acquisition.prediction_scores(
-                    probs, self.settings.heuristic, self.settings.score_mode, self._rng
-                )
-        if cold:
-            scores = cold_start.diversity_scores(self.encoder.embed(texts), self.settings.min_labels, self.settings.seed)
-            if self.settings.score_mode == "uncertainty":
-                scores = 1.0 - scores
+            scores[part] = acquisition.prediction_scores(probs, self.settings.heuristic, self.settings.score_mode, self._rng)
         return Predictions(version, schema.labels, best_index, best_probability, scores)
 
-    # --- labels and training ------------------------------------------------------------------
+    def _cold_scores(self, texts: Sequence[str]) -> np.ndarray:
+        """k-means diversity over the texts of this request; neutral when the request is smaller
+        than the first batch (one task asked alone is not "label me first")."""
+        if len(texts) <= self.settings.min_labels:
+            return np.full(len(texts), NEUTRAL_SCORE)
+        scores = cold_start.diversity_scores(self.encoder.embed(texts), self.settings.min_labels, self.settings.seed)
+        return 1.0 - scores if self.settings.score_mode == "uncertainty" else scores
+
+    # --- labels ---------------------------------------------------------------------------
     def store_labels(self, project_id: str, labels: Sequence[Label]) -> bool:
         """Store labels durably; returns True when the store was empty before (worth a sync)."""
-        store = self.project(project_id).store
-        was_empty = store.count() == 0
-        store.upsert(labels)
+        project = self.project(project_id)
+        with self._writing("store the label"):
+            was_empty = project.label_count() == 0
+            project.store.upsert(labels)
         return was_empty
 
     def delete_labels(self, project_id: str, annotation_ids: Sequence[int]) -> int:
-        return self.project(project_id).store.delete(annotation_ids)
+        project = self.project(project_id)
+        with self._writing("delete the label"):
+            return project.store.delete(annotation_ids) if project.exists else 0
 
+    def delete_tasks(self, project_id: str, task_ids: Sequence[int]) -> int:
+        """Forget the labels of deleted tasks; returns how many labels went."""
+        project = self.project(project_id)
+        with self._writing("delete the tasks' labels"):
+            return project.store.delete_tasks(task_ids) if project.exists else 0
+
+    def merge_labels(self, project_id: str, labels: Sequence[Label], started: float) -> MergeResult:
+        """Apply a full read of the labels' source, begun at `started` (see `LabelStore.merge`)."""
+        with self._writing("store the synced labels"):
+            return self.project(project_id).store.merge(labels, started)
+
+    def delete_project(self, project_id: str) -> bool:
+        """Drop every file of a project Label Studio deleted; False when there was nothing."""
+        project = self.project(project_id)
+        if not project.exists:
+            return False
+        with project.training_lock():
+            log.warning("project %s: deleted in Label Studio; removing its labels and versions", project_id)
+            project.remove()
+        with self._lock:
+            self._projects.pop(project_id, None)
+            self._refused = {k: v for k, v in self._refused.items() if k[0] != project_id}
+        return True
+
+    # --- training -------------------------------------------------------------------------
     def request_training(self, project_id: str, sync: bool = False) -> str:
-        return self.jobs.request(project_id, sync=sync and self.client is not None)
+        return self.jobs.request(project_id, sync=sync)
 
     def _train(self, project_id: str, sync: bool) -> None:
-        """One training run: (sync,) read labels, fit, publish. Runs on a job thread."""
+        """One training run on a job thread: (sync,) read labels, fit, publish, announce."""
         project = self.project(project_id)
-        with project.training_lock():
-            schema = self.schema(project_id)
-            if sync and self.client is not None:
-                synced = self.client.labels(project_id, schema)
-                project.store.upsert(synced, replace_all=True)
-                log.info("project %s: synced %d labels from Label Studio", project_id, len(synced))
-            labels = [lb for lb in project.store.all() if lb.label in schema.labels]
-            y = np.array([schema.labels.index(lb.label) for lb in labels], dtype=np.int64)
-            if len(labels) < self.settings.min_labels or len(np.unique(y)) < 2:
-                project.last_run = {
-                    "status": "skipped",
-                    "reason": f"{len(labels)} labels in {len(np.unique(y))} classes; training needs "
-                    f"{self.settings.min_labels} labels in at least 2 classes (MIN_LABELS)",
-                }
-                log.info("project %s: %s", project_id, project.last_run["reason"])
-                return
-            started = time.perf_counter()
-            texts = [lb.text for lb in labels]
-            clf, metrics = fit_with_quality(
-                self.encoder, self.settings.baseline_model_name, schema.labels, texts, y, self.train_config
+        started = time.perf_counter()
+        record: Dict = {}
+        schema: Optional[Schema] = None
+        try:
+            with project.training_lock():
+                project.registry.remove_strays()
+                schema = self.schema(project_id)
+                self.events.emit("run_starting", project_id, schema, sync, record)
+                self._fit_and_publish(project, schema, record)
+        except Exception as exc:  # noqa: BLE001 - recorded, reported; the previous version keeps serving
+            log.exception("project %s: training run failed", project_id)
+            record.update(status="failed", error=f"{type(exc).__name__}: {exc}")
+        if record.get("status") == "published":
+            self.events.emit("published", project_id, schema, record["version"], record)
+        try:
+            record = project.record_run(record)
+        except OSError as exc:
+            log.error("project %s: cannot record the run in MODEL_DIR: %s", project_id, exc)
+        self.events.emit("run_finished", project_id, record, time.perf_counter() - started)
+
+    def _fit_and_publish(self, project: Project, schema: Schema, record: Dict) -> None:
+        labels = [lb for lb in project.store.all() if lb.label in schema.labels]
+        classes = {lb.label for lb in labels}
+        if len(labels) < self.settings.min_labels or len(classes) < 2:
+            record.update(
+                status="skipped",
+                reason=f"{len(labels)} labels in {len(classes)} classes; training needs "
+                f"{self.settings.min_labels} labels in at least 2 classes (MIN_LABELS)",
             )
-            meta = {
-                "project": project_id,
-                "mode": self.settings.train_mode,
-                "base_model": self.settings.baseline_model_name,
-                "labels": list(schema.labels),
-                "n_labels": len(labels),
-                "annotation_ids": [lb.annotation_id for lb in labels],
-                "label_counts": {name: int((y == k).sum()) for k, name in enumerate(schema.labels)},
-                "metrics": metrics,
-                "train_seconds": round(time.perf_counter() - started, 3),
-                "created_at": time.time(),
-            }
-            name = project.registry.publish(clf.save, meta)
-            with project.lock:
-                project.loaded = (name, clf)
-            project.last_run = {"status": "published", "version": name, "n_labels": len(labels)}
-            log.info("project %s: published %s (%d labels, %s)", project_id, name, len(labels), metrics)
-        if self.client is not None:
+            log.info("project %s: %s", project.id, record["reason"])
+            return
+        digest = self.training_fingerprint(schema, labels)
+        current = project.registry.current()
+        if current is not None and project.registry.meta(current).get("fingerprint") == digest:
+            record.update(status="skipped", reason=f"nothing changed since {current}: same labels, classes and encoder")
+            log.info("project %s: %s", project.id, record["reason"])
+            return
+        started = time.perf_counter()
+        y = np.array([schema.labels.index(lb.label) for lb in labels], dtype=np.int64)
+        clf, metrics = fit_with_quality(
+            self.encoder, self.settings.baseline_model_name, schema.labels, [lb.text for lb in labels], y,
+            [lb.task_id for lb in labels], self.train_config,
+        )
+        meta = {
+            "project": project.id,
+            "mode": self.settings.train_mode,
+            "base_model": self.settings.baseline_model_name,
+            "encoder": {"name": self.settings.baseline_model_name, "id": self.encoder.identity, "dim": self.encoder.dim},
+            "fingerprint": digest,
+            "labels": list(schema.labels),
+            "n_labels": len(labels),
+            "annotation_ids": [lb.annotation_id for lb in labels],
+            "label_counts": {name: int((y == k).sum()) for k, name in enumerate(schema.labels)},
+            "metrics": metrics,
+            "train_seconds": round(time.perf_counter() - started, 3),
+            "created_at": time.time(),
+        }
+        name = project.registry.publish(clf.save, meta)
+        with project.lock:
+            project.registry.pin(name)
+            if project.loaded is not None:
+                project.registry.unpin(project.loaded[0])
+            project.loaded = (name, clf)
+        record.update(status="published", version=name, n_labels=len(labels))
+        log.info("project %s: published %s (%d labels, %s)", project.id, name, len(labels), metrics)
+
+    def training_fingerprint(self, schema: Schema, labels: Sequence[Label]) -> str:
+        """Equal for two runs that would learn the same thing: labels, classes, encoder, recipe."""
+        recipe = repr(sorted(asdict(self.train_config).items()))
+        return fingerprint(labels, "\x1f".join(schema.labels), self.encoder.identity, recipe)
+
+    def resume(self) -> List[str]:
+        """At start-up: queue a run for every project whose stored labels, classes or encoder
+        differ from what its current version was trained on (a run lost to a kill or a crash,
+        labels stored while no run could finish). Returns the projects queued."""
+        root = self.settings.model_dir / "projects"
+        queued = []
+        for path in sorted(root.iterdir()) if root.is_dir() else []:
+            if not path.name.isdigit():
+                continue
+            project = self.project(path.name)
             try:
-                project.last_run["pushed"] = self.push_predictions(project_id, schema)
-            except Exception:  # Label Studio down or refusing: the version still serves /predict
-                log.exception("project %s: pushing predictions of %s to Label Studio failed", project_id, name)
+                if project.label_count() < self.settings.min_labels or project.label_config is None:
+                    continue
+                schema = self.schema(project.id)
+                labels = [lb for lb in project.store.all() if lb.label in schema.labels]
+                current = project.registry.current()
+                trained = project.registry.meta(current).get("fingerprint") if current else None
+                if len(labels) >= self.settings.min_labels and trained != self.training_fingerprint(schema, labels):
+                    queued.append(project.id)
+                    self.request_training(project.id)
+            except Exception:  # noqa: BLE001 - one broken project never stops the others
+                log.exception("project %s: cannot check whether it needs training", path.name)
+        if queued:
+            log.info("resuming training for projects %s (labels newer than their current version)", ", ".join(queued))
+        return queued
 
-    def push_predictions(self, project_id: str, schema: Schema) -> int:
-        """Score the project's unlabeled tasks with the current version, store the predictions in
-        Label Studio and make that version the project's, so its sort and sampling use fresh scores.
-        """
-        tasks = [t for t in self.client.tasks(project_id) if not studio.is_labeled(t)]
-        indices, texts = studio.texts_of(tasks, schema, project_id)
-        version = self.current_version(project_id)
-        if texts:
-            preds = self.predict(project_id, schema, texts)
-            version = preds.version
-            items = studio.predictions_json(schema, preds)
-            self.client.import_predictions(project_id, [{"task": tasks[i]["id"], **it} for i, it in zip(indices, items)])
-        self.client.set_model_version(project_id, version)
-        log.info("project %s: pushed %d predictions of %s to Label Studio", project_id, len(texts), version)
-        return len(texts)
-
-    # --- versions ---------------------------------------------------------------------------------
+    # --- reading state ---------------------------------------------------------------------
     def versions(self, project_id: str) -> List[Dict]:
         """Published versions, oldest first, with what they were trained on and their quality."""
         registry = self.project(project_id).registry
         out = []
         for name in registry.list():
             meta = registry.meta(name)
-            out.append({k: meta.get(k) for k in ("version", "n_labels", "metrics", "mode", "created_at", "train_seconds")})
+            row = {k: meta.get(k) for k in ("version", "n_labels", "metrics", "mode", "created_at", "train_seconds")}
+            if (project_id, name) in self._refused:
+                row["not_served"] = self._refused[(project_id, name)]
+            out.append(row)
         return out
+
+    def failed_runs(self) -> Dict[str, Dict]:
+        """Projects known to this process whose last run failed."""
+        with self._lock:
+            projects = list(self._projects.values())
+        return {p.id: p.last_run for p in projects if p.exists and p.last_run.get("status") == "failed"}
+
+    def shutdown(self, grace: float) -> bool:
+        """Stop taking training requests and wait up to `grace` seconds for running ones; False
+        if one is still running (it will be resumed at the next start)."""
+        return self.jobs.shutdown(grace)
+
+
+def _classes(config: str) -> Optional[Tuple[str, ...]]:
+    try:
+        return parse_label_config(config).labels
+    except SchemaError:
+        return None
 
 
 def align(probs: np.ndarray, have: Sequence[str], want: Sequence[str]) -> np.ndarray:
-    """Reorder probability columns from a model's labels to the label config's (by name).
+    """Probabilities over a model's classes `have` -> over the label config's `want` (by name).
 
-    Classes the model never knew (the config grew) get probability 0 until the next version.
+    Classes the model never knew (the config grew) get probability 0 until the next version;
+    classes the config dropped are left out and each draw is renormalised over what is left, so
+    rows still sum to 1 (heuristics read rows that do not as logits).
     """
     if tuple(have) == tuple(want):
         return probs
     out = np.zeros((probs.shape[0], len(want), probs.shape[2]), dtype=probs.dtype)
     for target, source in match_labels(have, want).items():
         out[:, target] = probs[:, source]
-    return out
+    total = out.sum(axis=1, keepdims=True)
+    uniform = np.full_like(out, 1.0 / len(want))
+    return np.where(total > 0, out / np.where(total > 0, total, 1.0), uniform)

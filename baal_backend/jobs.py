@@ -5,12 +5,13 @@ when the run ends, one more run starts on whatever is stored by then. A burst of
 therefore gives at most two runs, and the last run always sees the newest labels.
 
 This in-process runner is the zero-setup default. Anything with the same `request` /
-`is_training` / `wait_idle` methods (an RQ queue, say) can take its place in `Engine`.
+`is_training` / `wait_idle` / `shutdown` methods (an RQ queue, say) can take its place in `Engine`.
 """
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass
 from typing import Callable, Dict
 
@@ -26,16 +27,25 @@ class _State:
 
 
 class TrainingCoordinator:
-    """Runs `train(project_id, sync)` on a background thread per busy project."""
+    """Runs `train(project_id, sync)` on a background thread per busy project.
 
-    def __init__(self, train: Callable[[str, bool], None]):
+    At most `max_parallel` runs train at the same time (others wait their turn): on a small
+    machine parallel runs only slow each other and the predictions down.
+    """
+
+    def __init__(self, train: Callable[[str, bool], None], max_parallel: int = 2):
         self._train = train
         self._states: Dict[str, _State] = {}
         self._cond = threading.Condition(threading.RLock())  # re-entered by wait_idle
+        self._slots = threading.BoundedSemaphore(max_parallel)
+        self._closed = False
 
     def request(self, project_id: str, sync: bool = False) -> str:
-        """Ask for a run; returns "started" or "queued" (coalesced into the next run)."""
+        """Ask for a run; returns "started", "queued" (coalesced into the next run) or
+        "stopping" (the process is shutting down; the next start resumes it)."""
         with self._cond:
+            if self._closed:
+                return "stopping"
             state = self._states.setdefault(project_id, _State())
             state.pending_sync |= sync
             if state.running:
@@ -49,21 +59,27 @@ class TrainingCoordinator:
         while True:
             with self._cond:
                 state = self._states[project_id]
-                if not state.pending:
-                    state.running = False
+                if not state.pending or self._closed:
+                    state.running = state.pending = False
                     self._cond.notify_all()
                     return
                 sync, state.pending, state.pending_sync = state.pending_sync, False, False
                 state.runs += 1
-            try:
-                self._train(project_id, sync)
-            except Exception:  # a failed run keeps the previous version serving
-                log.exception("training run for project %s failed", project_id)
+            with self._slots:
+                try:
+                    self._train(project_id, sync)
+                except Exception:  # a failed run keeps the previous version serving
+                    log.exception("training run for project %s failed", project_id)
 
     def is_training(self, project_id: str) -> bool:
         with self._cond:
             state = self._states.get(project_id)
             return bool(state and state.running)
+
+    def busy(self) -> int:
+        """Projects with a run going or queued."""
+        with self._cond:
+            return sum(s.running for s in self._states.values())
 
     def runs(self, project_id: str) -> int:
         """How many runs this process has started for the project."""
@@ -75,3 +91,10 @@ class TrainingCoordinator:
         """Block until the project has no run going or queued; False on timeout."""
         with self._cond:
             return self._cond.wait_for(lambda: not self.is_training(project_id), timeout)
+
+    def shutdown(self, grace: float) -> bool:
+        """Take no more requests, drop queued runs, wait up to `grace` s for running ones."""
+        deadline = time.monotonic() + grace
+        with self._cond:
+            self._closed = True
+            return self._cond.wait_for(lambda: self.busy() == 0, max(0.0, deadline - time.monotonic()))

@@ -13,10 +13,11 @@ epistemic uncertainty comes from the head's dropout only (see the README's desig
 from __future__ import annotations
 
 import json
+import math
 import threading
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Protocol, Sequence, Tuple
+from typing import Iterator, Optional, Protocol, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -51,19 +52,39 @@ class MCHead(nn.Module):
 
     The dropout sits after the hidden layer only, so `draws` reuses one hidden activation per
     text and repeats just the last layer: 20 draws cost about one extra pass of a 256 x C layer.
+
+    Training takes a `torch.Generator` for the initial weights and the dropout masks, so a run is
+    reproducible from its seed whatever other threads (MC draws in `/predict`) do with torch's
+    global random state.
     """
 
-    def __init__(self, dim: int, n_classes: int, hidden: int = 256, dropout: float = 0.3):
+    def __init__(self, dim: int, n_classes: int, hidden: int = 256, dropout: float = 0.3,
+                 generator: Optional[torch.Generator] = None):
         super().__init__()
         self.hidden = nn.Sequential(nn.Linear(dim, hidden), nn.ReLU())
         self.out = patch_module(nn.Sequential(nn.Dropout(dropout), nn.Linear(hidden, n_classes)))
+        self.dropout = dropout
+        if generator is not None:
+            for layer in (self.hidden[0], self.out[1]):
+                _init_linear(layer, generator)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.out(self.hidden(x))
+    def forward(self, x: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        if generator is None:
+            return self.out(self.hidden(x))
+        h = self.hidden(x)
+        keep = torch.rand(h.shape, generator=generator) >= self.dropout
+        return self.out[1](h * keep / (1.0 - self.dropout))
 
     def draws(self, x: torch.Tensor, draws: int) -> torch.Tensor:
         """Logits [n * draws, C], the draws of each text adjacent."""
         return self.out(self.hidden(x).repeat_interleave(draws, dim=0))
+
+
+def _init_linear(layer: nn.Linear, generator: torch.Generator) -> None:
+    """`nn.Linear`'s own default initialisation, drawn from `generator`."""
+    nn.init.kaiming_uniform_(layer.weight, a=math.sqrt(5), generator=generator)
+    bound = 1.0 / math.sqrt(layer.in_features)
+    nn.init.uniform_(layer.bias, -bound, bound, generator=generator)
 
 
 class HeadClassifier:
@@ -78,8 +99,7 @@ class HeadClassifier:
 
     @classmethod
     def new(cls, encoder: Encoder, labels: Sequence[str], seed: int = 0) -> "HeadClassifier":
-        torch.manual_seed(seed)
-        return cls(encoder, MCHead(encoder.dim, len(labels)), labels)
+        return cls(encoder, MCHead(encoder.dim, len(labels), generator=torch.Generator().manual_seed(seed)), labels)
 
     def predict_proba(self, texts: Sequence[str], draws: int) -> np.ndarray:
         return self.proba_from_embeddings(self.encoder.embed(texts), draws)

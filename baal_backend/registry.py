@@ -2,7 +2,9 @@
 
 A version is written into a temporary directory, fsynced, then renamed into place; only then
 does the `current` pointer (itself replaced atomically) move to it. A crash at any moment leaves
-either the old pointer and a stray temp dir (removed at next start) or the new version complete.
+either the old pointer and a stray temp dir (removed by the next training run, under the
+project's training lock, so never another process's publish in progress) or the new version
+complete. Pruning never removes a version this process is loading or serving (`pinned`).
 """
 from __future__ import annotations
 
@@ -13,8 +15,10 @@ import shutil
 import threading
 import time
 import uuid
+from collections import Counter
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, Iterator, List, Optional
 
 UNTRAINED = "v0000"  # the base model before any training run of this project
 META = "meta.json"
@@ -55,14 +59,41 @@ class Registry:
         self.pointer = self.root / "current.json"
         self.keep = keep
         self._lock = threading.Lock()
-        self.versions_dir.mkdir(parents=True, exist_ok=True)
-        for stray in self.versions_dir.glob(".tmp-*"):  # an interrupted publish
+        self._pinned: Counter = Counter()
+
+    def remove_strays(self) -> int:
+        """Delete the temp dirs of interrupted publishes. Call only under the project's training
+        lock: another process's publish in progress also looks like a stray."""
+        strays = list(self.versions_dir.glob(".tmp-*")) if self.versions_dir.exists() else []
+        for stray in strays:
             shutil.rmtree(stray, ignore_errors=True)
+        return len(strays)
 
     def list(self) -> List[str]:
         """Complete versions, oldest first."""
+        if not self.versions_dir.exists():
+            return []
         names = [p.name for p in self.versions_dir.iterdir() if _NAME.match(p.name) and (p / META).exists()]
         return sorted(names, key=version_number)
+
+    def pin(self, name: str) -> None:
+        """Keep `name` from being pruned (it is being loaded or served) until `unpin`."""
+        with self._lock:
+            self._pinned[name] += 1
+
+    def unpin(self, name: str) -> None:
+        with self._lock:
+            self._pinned[name] -= 1
+            if self._pinned[name] <= 0:
+                del self._pinned[name]
+
+    @contextmanager
+    def pinned(self, name: str) -> Iterator[None]:
+        self.pin(name)
+        try:
+            yield
+        finally:
+            self.unpin(name)
 
     def current(self) -> Optional[str]:
         """The version to serve, or None before the first training run."""
@@ -88,7 +119,7 @@ class Registry:
             number = (version_number(existing[-1]) if existing else 0) + 1
             name = f"v{number:04d}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
             tmp = self.versions_dir / f".tmp-{uuid.uuid4().hex}"
-            tmp.mkdir()
+            tmp.mkdir(parents=True)
             try:
                 save(tmp)
                 (tmp / META).write_text(json.dumps({**meta, "version": name}, indent=1))
@@ -108,5 +139,5 @@ class Registry:
     def _prune(self, current: str) -> None:
         versions = self.list()
         for name in versions[: max(0, len(versions) - self.keep)]:
-            if name != current:
+            if name != current and name not in self._pinned:
                 shutil.rmtree(self.versions_dir / name, ignore_errors=True)

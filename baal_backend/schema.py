@@ -6,6 +6,10 @@ from dataclasses import dataclass
 from typing import Tuple
 
 
+#: Object tags whose content is text the classifier can read.
+SOURCES = ("text", "hypertext", "paragraphs")
+
+
 class SchemaError(ValueError):
     """The label config cannot be served by a single-label text classifier."""
 
@@ -19,12 +23,18 @@ class Schema:
     from_name, to_name : the tag names Label Studio expects in a result.
     text_key : key of the task's `data` holding the text (`$text` -> `text`).
     labels : the choices, in config order; this order is the model's class order.
+    source : the object tag: "text", "hypertext" (HTML, read as its visible text) or
+        "paragraphs" (a list of utterances, read as "name: text" lines).
+    name_key, item_key : for "paragraphs", the keys of an utterance's speaker and text.
     """
 
     from_name: str
     to_name: str
     text_key: str
     labels: Tuple[str, ...]
+    source: str = "text"
+    name_key: str = "author"
+    item_key: str = "text"
 
     @property
     def n_classes(self) -> int:
@@ -40,16 +50,12 @@ def parse_label_config(config: str) -> Schema:
     except ET.ParseError as exc:
         raise SchemaError(f"the label config is not valid XML: {exc}") from None
 
-    texts = {
-        el.get("name"): el.get("value", "")
-        for el in root.iter()
-        if el.tag.lower() in ("text", "hypertext", "paragraphs") and el.get("name")
-    }
+    texts = {el.get("name"): el for el in root.iter() if el.tag.lower() in SOURCES and el.get("name")}
     pairs = [
         el for el in root.iter() if el.tag.lower() == "choices" and el.get("toName") in texts
     ]
     if not pairs:
-        raise SchemaError("the label config has no <Choices> tag bound (toName) to a <Text> tag")
+        raise SchemaError("the label config has no <Choices> tag bound (toName) to a <Text>, <HyperText> or <Paragraphs> tag")
     if len(pairs) > 1:
         names = ", ".join(el.get("name", "?") for el in pairs)
         raise SchemaError(f"the label config has several Choices/Text pairs ({names}); one is supported")
@@ -61,9 +67,10 @@ def parse_label_config(config: str) -> Schema:
     if (choices.get("choice") or "single").lower() == "multiple":
         raise SchemaError(f'<Choices name="{from_name}"> has choice="multiple"; multi-label is not supported yet')
 
-    value = texts[to_name]
+    source = texts[to_name]
+    value = source.get("value", "")
     if not value.startswith("$") or len(value) < 2:
-        raise SchemaError(f'<Text name="{to_name}"> must read its text from task data, like value="$text"')
+        raise SchemaError(f'<{source.tag} name="{to_name}"> must read its text from task data, like value="$text"')
 
     labels = [el.get("value") for el in choices.iter() if el.tag.lower() == "choice"]
     if any(not label for label in labels):
@@ -72,4 +79,7 @@ def parse_label_config(config: str) -> Schema:
         raise SchemaError(f'<Choices name="{from_name}"> lists a choice twice')
     if len(labels) < 2:
         raise SchemaError(f'<Choices name="{from_name}"> needs at least 2 choices, found {len(labels)}')
-    return Schema(from_name, to_name, value[1:], tuple(labels))
+    return Schema(
+        from_name, to_name, value[1:], tuple(labels), source=source.tag.lower(),
+        name_key=source.get("nameKey") or "author", item_key=source.get("textKey") or "text",
+    )

@@ -63,7 +63,8 @@ class Settings:
     keep_versions: int = 5
     seed: int = 0
     label_studio_url: Optional[str] = None
-    label_studio_api_key: Optional[str] = None
+    label_studio_api_key: Optional[str] = field(default=None, repr=False)  # never printed
+    label_studio_set_sampling: bool = True
     log_level: str = "INFO"
 
     def __post_init__(self) -> None:
@@ -92,6 +93,19 @@ class Settings:
     def label_studio_enabled(self) -> bool:
         return bool(self.label_studio_url and self.label_studio_api_key)
 
+    def describe(self) -> str:
+        """One line for the start-up log: what is on. Never a credential."""
+        link = (
+            f"on ({self.label_studio_url}; sampling switch {'on' if self.label_studio_set_sampling else 'off'})"
+            if self.label_studio_enabled
+            else "off (no LABEL_STUDIO_URL / LABEL_STUDIO_API_KEY)"
+        )
+        return (
+            f"base model {self.baseline_model_name}, mode {self.train_mode}, heuristic {self.heuristic}, "
+            f"score {self.score_mode}, {self.num_draws} draws, MIN_LABELS {self.min_labels}; "
+            f"Label Studio sync/push: {link}"
+        )
+
     @classmethod
     def from_env(cls, env: Optional[Mapping[str, str]] = None, **overrides: object) -> "Settings":
         """Read and validate the environment; `overrides` (e.g. from `--model-dir`) win."""
@@ -114,6 +128,7 @@ class Settings:
             "seed": _int(env, "SEED", 0),
             "label_studio_url": (env.get("LABEL_STUDIO_URL") or "").rstrip("/") or None,
             "label_studio_api_key": env.get("LABEL_STUDIO_API_KEY") or None,
+            "label_studio_set_sampling": _bool(env, "LABEL_STUDIO_SET_SAMPLING", True),
             "log_level": env.get("LOG_LEVEL", "INFO").strip().upper(),
         }
         if env.get("BASELINE_MODEL_NAME"):
@@ -136,6 +151,17 @@ def _number(env: Mapping[str, str], name: str, default, cast):
     except ValueError:
         kind = "an integer" if cast is int else "a number"
         raise SettingsError(f"{name} must be {kind}, got {raw!r}") from None
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = (env.get(name) or "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{name} must be true or false, got {env.get(name)!r}")
 
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:

@@ -1,16 +1,14 @@
-"""The Label Studio side: its JSON <-> our domain objects, and a small REST client.
+"""Label Studio's JSON <-> our domain objects: project ids, task texts, labels, predictions.
 
-This is the one engine module that knows Label Studio's formats, so the adapter
-(`label_studio_baal_hf.py`) and the label sync share the same parsing.
+The adapter (`label_studio_baal_hf.py`) and the Label Studio link (`studio_link`) share this
+parsing; the REST client is `studio_client`.
 """
 from __future__ import annotations
 
 import logging
-import threading
-import time
+import re
+from html.parser import HTMLParser
 from typing import Any, Dict, List, Optional, Sequence, Tuple
-
-import requests
 
 from .labels import Label
 from .schema import Schema
@@ -35,17 +33,70 @@ def project_id(value: Any) -> str:
 
 
 def task_text(task: Any, schema: Schema) -> str:
-    """The task's text, or `RequestError` saying why it has none."""
+    """The task's text, or `RequestError` saying why it has none.
+
+    HyperText is read as its visible text; Paragraphs as one "speaker: utterance" line each.
+    """
     if not isinstance(task, dict) or not isinstance(task.get("data"), dict):
         raise RequestError("the task has no data object")
-    text = task["data"].get(schema.text_key)
-    if text is None:
+    value = task["data"].get(schema.text_key)
+    if value is None:
         raise RequestError(f"the task's data has no {schema.text_key!r} field")
-    if not isinstance(text, str):
-        raise RequestError(f"the task's {schema.text_key!r} is a {type(text).__name__}, not text")
+    if schema.source == "paragraphs":
+        text = _utterances(value, schema)
+    elif not isinstance(value, str):
+        raise RequestError(f"the task's {schema.text_key!r} is a {type(value).__name__}, not text")
+    else:
+        text = html_text(value) if schema.source == "hypertext" else value
     if not text.strip():
         raise RequestError(f"the task's {schema.text_key!r} is empty")
     return text
+
+
+def _utterances(value: Any, schema: Schema) -> str:
+    if not isinstance(value, list):
+        raise RequestError(f"the task's {schema.text_key!r} is a {type(value).__name__}, not a list of utterances")
+    lines = []
+    for item in value:
+        if not isinstance(item, dict) or not isinstance(item.get(schema.item_key), str):
+            raise RequestError(f"an utterance in {schema.text_key!r} has no {schema.item_key!r} text")
+        name = item.get(schema.name_key)
+        lines.append(f"{name}: {item[schema.item_key]}" if isinstance(name, str) and name else item[schema.item_key])
+    return "\n".join(lines)
+
+
+class _VisibleText(HTMLParser):
+    _HIDDEN = {"script", "style", "head", "title", "noscript", "template"}
+    _BREAKS = {"p", "div", "br", "li", "tr", "td", "th", "h1", "h2", "h3", "h4", "h5", "h6", "section", "article"}
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: List[str] = []
+        self._hidden = 0
+
+    def handle_starttag(self, tag: str, attrs: Any) -> None:
+        if tag in self._HIDDEN:
+            self._hidden += 1
+        elif tag in self._BREAKS:
+            self.parts.append(" ")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in self._HIDDEN and self._hidden:
+            self._hidden -= 1
+        elif tag in self._BREAKS:
+            self.parts.append(" ")
+
+    def handle_data(self, data: str) -> None:
+        if not self._hidden:
+            self.parts.append(data)
+
+
+def html_text(markup: str) -> str:
+    """The visible text of an HTML fragment, whitespace collapsed."""
+    parser = _VisibleText()
+    parser.feed(markup)
+    parser.close()
+    return re.sub(r"\s+", " ", "".join(parser.parts)).strip()
 
 
 def annotation_choice(annotation: Dict, schema: Schema) -> Optional[str]:
@@ -94,92 +145,24 @@ def texts_of(tasks: Sequence[Any], schema: Schema, project: str) -> Tuple[List[i
 
 
 def predictions_json(schema: Schema, preds: Any) -> List[Dict]:
-    """`engine.Predictions` as Label Studio stores them: the choice, its probability, the score."""
+    """`engine.Predictions` as Label Studio stores them: the score, the version and, when the
+    model knows the classes (`preds.prefill`), the predicted choice with its probability.
+    Without a choice the result is empty: Label Studio stores and sorts by the score all the same,
+    and the labeling view shows nothing pre-ticked."""
     out = []
     for row in range(len(preds.scores)):
-        label, probability = preds.best(row)
-        region = {
-            "from_name": schema.from_name,
-            "to_name": schema.to_name,
-            "type": "choices",
-            "value": {"choices": [label]},
-            "score": probability,
-        }
-        out.append({"result": [region], "score": float(preds.scores[row]), "model_version": preds.version})
+        result = []
+        if preds.prefill:
+            label, probability = preds.best(row)
+            result = [{
+                "from_name": schema.from_name,
+                "to_name": schema.to_name,
+                "type": "choices",
+                "value": {"choices": [label]},
+                "score": probability,
+            }]
+        out.append({"result": result, "score": float(preds.scores[row]), "model_version": preds.version})
     return out
-
-
-class LabelStudioClient:
-    """Label Studio's REST API with either token kind.
-
-    A legacy token is sent as `Token <key>`. A personal access token (a JWT refresh token) is
-    exchanged at `/api/token/refresh` for a short-lived access token, renewed on expiry or 401.
-    """
-
-    def __init__(self, url: str, api_key: str, timeout: float = 30.0):
-        self.url = url.rstrip("/")
-        self.api_key = api_key
-        self.timeout = timeout
-        self.session = requests.Session()
-        self._access: Optional[str] = None
-        self._access_until = 0.0
-        self._lock = threading.Lock()
-
-    @property
-    def uses_personal_token(self) -> bool:
-        return self.api_key.count(".") == 2
-
-    def _auth(self, refresh: bool = False) -> str:
-        if not self.uses_personal_token:
-            return f"Token {self.api_key}"
-        with self._lock:
-            if refresh or not self._access or time.time() > self._access_until:
-                resp = self.session.post(
-                    f"{self.url}/api/token/refresh", json={"refresh": self.api_key}, timeout=self.timeout
-                )
-                resp.raise_for_status()
-                self._access = resp.json()["access"]
-                self._access_until = time.time() + 240  # access tokens live 5 minutes
-            return f"Bearer {self._access}"
-
-    def request(self, method: str, path: str, **kwargs) -> requests.Response:
-        resp = self.session.request(
-            method, f"{self.url}{path}", headers={"Authorization": self._auth()}, timeout=self.timeout, **kwargs
-        )
-        if resp.status_code == 401 and self.uses_personal_token:
-            resp = self.session.request(
-                method,
-                f"{self.url}{path}",
-                headers={"Authorization": self._auth(refresh=True)},
-                timeout=self.timeout,
-                **kwargs,
-            )
-        resp.raise_for_status()
-        return resp
-
-    def tasks(self, project: str, annotated_only: bool = False) -> List[Dict]:
-        """A project's tasks with their annotations (Label Studio's JSON export)."""
-        params = {"exportType": "JSON", "download_all_tasks": "false" if annotated_only else "true"}
-        return self.request("GET", f"/api/projects/{project}/export", params=params).json()
-
-    def labels(self, project: str, schema: Schema) -> List[Label]:
-        """Every usable label of a project."""
-        found: List[Label] = []
-        for task in self.tasks(project, annotated_only=True):
-            for annotation in task.get("annotations") or []:
-                label = label_from({**annotation, "task": task.get("id")}, task, schema)
-                if label is not None:
-                    found.append(label)
-        return found
-
-    def import_predictions(self, project: str, predictions: List[Dict], chunk: int = 500) -> None:
-        """Store predictions (`{"task": id, "result", "score", "model_version"}`) in bulk."""
-        for start in range(0, len(predictions), chunk):
-            self.request("POST", f"/api/projects/{project}/import/predictions", json=predictions[start : start + chunk])
-
-    def set_model_version(self, project: str, version: str) -> None:
-        """Make Label Studio sort and sample by this version's prediction scores."""
-        self.request("PATCH", f"/api/projects/{project}", json={"model_version": version})
 
 
 def is_labeled(task: Dict) -> bool:

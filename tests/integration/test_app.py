@@ -29,12 +29,24 @@ def test_predict_one_result_per_task_in_order(make_app, labels, config):
     results = _predict(client, tasks, config)
     assert len(results) == 25
     for res in results:
-        assert res["model_version"] == "v0000"
+        # before any training the base model does not know these classes: a score, no guess
+        assert res["model_version"] == "v0000" and res["result"] == []
         assert 0.0 <= res["score"] <= 1.0
+    _train(client, [_relabel(e, config, labels) for e in sentiment_events(1, 20)])
+    for res in _predict(client, tasks, config):
         (region,) = res["result"]
         assert region["type"] == "choices" and region["value"]["choices"][0] in labels
         assert region["from_name"] in ("sentiment", "intent") and region["to_name"] == "text"
-        assert 0.0 < region["score"] <= 1.0
+        assert 0.0 < region["score"] <= 1.0 and 0.0 <= res["score"] <= 1.0 and res["model_version"] != "v0000"
+
+
+def _relabel(event, config, labels):
+    """A sentiment event moved to another config: its class becomes labels[0] or labels[1]."""
+    region = event["annotation"]["result"][0]
+    region["value"]["choices"] = [labels[0] if region["value"]["choices"] == ["Positive"] else labels[1]]
+    region["from_name"] = "sentiment" if labels[0] == "Positive" else "intent"
+    event["project"]["label_config"] = config
+    return event
 
 
 def test_results_follow_task_order(make_app):
@@ -53,8 +65,8 @@ def test_malformed_tasks_do_not_spoil_the_batch(make_app, caplog):
              {"id": 6}, "not even a dict", task(8, "also fine")]
     results = _predict(client, tasks)
     assert len(results) == len(tasks)
-    assert [bool(r["result"]) for r in results] == [True, False, False, False, False, False, False, True]
-    assert all(r["score"] is None for r in results[1:7])
+    assert [r["score"] is not None for r in results] == [True, False, False, False, False, False, False, True]
+    assert all(r["result"] == [] for r in results[1:7])
     assert "task 2: no prediction: the task's 'text' is empty" in caplog.text
     assert "is a int, not text" in caplog.text
 
@@ -136,8 +148,11 @@ def test_update_delete_cancel_and_other_events(make_app):
     assert store.count() == 0
     assert client.engine.jobs.wait_idle("1", 60)
     runs = client.engine.jobs.runs("1")
+    # a project edit that leaves the classes alone trains nothing; unknown actions are ignored
     resp = client.post("/webhook", json={"action": "PROJECT_UPDATED", "project": {"id": 1, "label_config": SENTIMENT}})
-    assert resp.json["status"] == "ignored" and not client.engine.jobs.is_training("1")
+    assert resp.json["status"] == "ok" and "training" not in resp.json and not client.engine.jobs.is_training("1")
+    resp = client.post("/webhook", json={"action": "TASKS_CREATED", "project": {"id": 1, "label_config": SENTIMENT}, "tasks": []})
+    assert resp.json["status"] == "ignored"
     assert client.engine.jobs.runs("1") == runs
     resp = client.post("/webhook", json={"action": "START_TRAINING", "project": {"id": 1, "label_config": SENTIMENT}})
     assert resp.json["training"] in ("started", "queued")

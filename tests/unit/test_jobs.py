@@ -60,3 +60,29 @@ def test_a_failing_run_does_not_stop_the_next_and_sync_is_passed_on():
     jobs.request("p", sync=True)
     assert jobs.wait_idle("p", 5)
     assert calls == [False, True] and not jobs.is_training("p")
+
+
+def test_shutdown_waits_for_the_running_run_and_refuses_new_ones():
+    done = []
+
+    def train(project, sync):
+        time.sleep(0.3)
+        done.append(project)
+
+    jobs = TrainingCoordinator(train)
+    jobs.request("p")
+    jobs.request("p")  # queued: dropped by the shutdown
+    time.sleep(0.05)
+    assert jobs.shutdown(grace=5) and done == ["p"]
+    assert jobs.request("q") == "stopping" and not jobs.is_training("q")
+
+
+def test_shutdown_gives_up_after_the_grace_period():
+    release = threading.Event()
+    jobs = TrainingCoordinator(lambda project, sync: release.wait(5))
+    jobs.request("p")
+    time.sleep(0.05)
+    t0 = time.perf_counter()
+    assert jobs.shutdown(grace=0.2) is False
+    assert time.perf_counter() - t0 < 1
+    release.set()

@@ -36,17 +36,26 @@ def test_failed_publish_keeps_previous_version_and_leaves_nothing(tmp_path):
     assert not list(reg.versions_dir.glob(".tmp-*"))
 
 
-def test_crash_remnants_are_ignored_and_cleaned_on_start(tmp_path):
+def test_crash_remnants_are_ignored_and_removed_only_when_asked(tmp_path):
+    """Regression: opening a registry removed temp dirs, including another process's publish in
+    progress. Now only `remove_strays` (called under the project's training lock) does."""
     reg = Registry(tmp_path)
     good = reg.publish(_save("good"), {})
-    stray = reg.versions_dir / ".tmp-deadbeef"  # a kill -9 in the middle of writing
+    stray = reg.versions_dir / ".tmp-deadbeef"  # a kill -9 in the middle of writing, or a publish going on
     stray.mkdir()
     (stray / "weights.bin").write_text("half")
     incomplete = reg.versions_dir / "v0002-20260101-000000"  # renamed but no meta: never valid
     incomplete.mkdir()
     again = Registry(tmp_path)
     assert again.current() == good and again.list() == [good]
-    assert not stray.exists()
+    assert stray.exists()
+    assert again.remove_strays() == 1 and not stray.exists()
+
+
+def test_reading_an_empty_registry_creates_nothing(tmp_path):
+    reg = Registry(tmp_path / "p")
+    assert reg.current() is None and reg.list() == [] and reg.remove_strays() == 0
+    assert not (tmp_path / "p").exists()
 
 
 def test_current_survives_restart_and_falls_back_when_pointer_is_lost(tmp_path):
@@ -64,3 +73,15 @@ def test_prunes_beyond_keep_but_never_current(tmp_path):
     reg = Registry(tmp_path, keep=2)
     names = [reg.publish(_save(str(i)), {}) for i in range(5)]
     assert reg.list() == names[-2:] and reg.current() == names[-1]
+
+
+def test_pruning_spares_a_version_being_loaded_or_served(tmp_path):
+    """Regression: with KEEP_VERSIONS=1 a publish deleted the version another thread was loading."""
+    reg = Registry(tmp_path, keep=1)
+    first = reg.publish(_save("1"), {})
+    with reg.pinned(first):
+        second = reg.publish(_save("2"), {})
+        assert reg.list() == [first, second]
+        assert (reg.path(first) / "weights.bin").read_text() == "1"
+    third = reg.publish(_save("3"), {})
+    assert reg.list() == [third]

@@ -1,0 +1,113 @@
+"""One Label Studio project's state on disk: labels, label config, versions, last run.
+
+Nothing is created by reading: the directory appears with the first write (a label config that
+parses, a label), so a refused config or a read-only request for an unknown project leaves no
+trace.
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+import shutil
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Dict, Iterator, Optional, Tuple
+
+from .labels import LabelStore
+from .model import Classifier
+from .registry import Registry, atomic_write_text
+
+LAST_RUN = "last_run.json"
+
+
+class Project:
+    """`MODEL_DIR/projects/<id>/`: `labels.sqlite3`, `label_config.xml`, `versions/`,
+    `current.json`, `last_run.json`, `train.lock`."""
+
+    def __init__(self, project_id: str, root: Path, keep_versions: int):
+        self.id = project_id
+        self.root = root
+        self.registry = Registry(root, keep=keep_versions)
+        self._config_file = root / "label_config.xml"
+        self._store: Optional[LabelStore] = None
+        self.loaded: Optional[Tuple[str, Classifier]] = None  # (version, classifier) being served
+        self.lock = threading.RLock()
+
+    @property
+    def exists(self) -> bool:
+        return self.root.is_dir()
+
+    @property
+    def store(self) -> LabelStore:
+        """The label store, created on first use (a write is coming)."""
+        with self.lock:
+            if self._store is None:
+                self._store = LabelStore(self.root / "labels.sqlite3")
+            return self._store
+
+    def label_count(self) -> int:
+        """Stored labels, without creating anything."""
+        return self.store.count() if (self._store or (self.root / "labels.sqlite3").exists()) else 0
+
+    @property
+    def label_config(self) -> Optional[str]:
+        try:
+            return self._config_file.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None
+
+    def save_label_config(self, config: str) -> bool:
+        """Store the config; True when it differs from the stored one."""
+        if config == self.label_config:
+            return False
+        self.root.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self._config_file, config)
+        return True
+
+    def read_json(self, name: str) -> Dict:
+        """A small state file of the project (`{}` when there is none)."""
+        try:
+            return json.loads((self.root / name).read_text(encoding="utf-8"))
+        except (FileNotFoundError, ValueError):
+            return {}
+
+    def write_json(self, name: str, data: Dict) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.root / name, json.dumps(data))
+
+    @property
+    def last_run(self) -> Dict:
+        """The outcome of the newest training run (from any process sharing MODEL_DIR)."""
+        return self.read_json(LAST_RUN)
+
+    def record_run(self, outcome: Dict) -> Dict:
+        outcome = {**outcome, "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        self.write_json(LAST_RUN, outcome)
+        return outcome
+
+    @contextmanager
+    def training_lock(self) -> Iterator[None]:
+        """Exclusive across processes too (gunicorn workers sharing MODEL_DIR)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / "train.lock", "w") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        with self.lock:
+            if self._store is not None:
+                self._store.close()
+                self._store = None
+
+    def remove(self) -> None:
+        """Delete every file of the project (call under its training lock)."""
+        self.close()
+        if self.exists:
+            trash = self.root.with_name(f".deleted-{self.root.name}-{time.time_ns()}")
+            self.root.rename(trash)  # atomic: readers see the whole project or none
+            shutil.rmtree(trash, ignore_errors=True)
