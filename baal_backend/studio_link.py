@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Dict
+from typing import Dict, Set
 
 from .engine import Engine
 from .events import Listener
@@ -25,6 +25,7 @@ from .studio_client import UNCERTAINTY_SAMPLING, LabelStudioClient
 log = logging.getLogger(__name__)
 
 STATE = "studio.json"  # per project: {"pushed": version, "sampling_set": bool}
+CONNECT_DELAY = 2.0  # seconds between /setup and the connect push
 
 
 class StudioLink(Listener):
@@ -33,6 +34,7 @@ class StudioLink(Listener):
         self.client = client
         self.set_sampling = set_sampling
         self._push_locks: Dict[str, threading.Lock] = {}
+        self._connecting: Set[str] = set()  # projects with a connect push on its way
         self._lock = threading.Lock()
 
     # --- events ---------------------------------------------------------------------------
@@ -66,16 +68,23 @@ class StudioLink(Listener):
         Label Studio waits 3 s for /setup and is itself in the middle of connecting)."""
         if self.engine.project(project_id).read_json(STATE).get("pushed") == self.engine.current_version(project_id):
             return
-        threading.Thread(target=self._push_quietly, args=(project_id, schema), daemon=True,
+        with self._lock:  # Label Studio calls /setup twice when it connects: push once
+            if project_id in self._connecting:
+                return
+            self._connecting.add(project_id)
+        threading.Thread(target=self._connect_push, args=(project_id, schema), daemon=True,
                          name=f"push-{project_id}").start()
 
     # --- the push -------------------------------------------------------------------------
-    def _push_quietly(self, project_id: str, schema: Schema) -> None:
-        time.sleep(CONNECT_DELAY)  # let Label Studio finish connecting (it sets the model version too)
+    def _connect_push(self, project_id: str, schema: Schema) -> None:
         try:
+            time.sleep(CONNECT_DELAY)  # let Label Studio finish connecting (it sets the model version too)
             self.push(project_id, schema)
         except Exception as exc:  # noqa: BLE001
             log.warning("project %s: pushing predictions to Label Studio failed: %s", project_id, _reason(exc))
+        finally:
+            with self._lock:
+                self._connecting.discard(project_id)
 
     def push(self, project_id: str, schema: Schema) -> int:
         """Score the unlabeled tasks with the current version, store the predictions in Label
@@ -104,9 +113,6 @@ class StudioLink(Listener):
             log.info("project %s: pushed %d predictions of %s to Label Studio%s", project_id, len(texts), version,
                      "; switched it to uncertainty sampling" if "sampling" in update else "")
             return len(texts)
-
-
-CONNECT_DELAY = 2.0  # seconds
 
 
 def _reason(exc: Exception) -> str:

@@ -71,8 +71,9 @@ def backend_factory(tmp_path, label_studio):
     """Start the backend as `make run` does, pointed at the Label Studio above."""
     started = []
 
-    def start(port: int = 0, **env):
-        env = {"LABEL_STUDIO_URL": label_studio.url, "LABEL_STUDIO_API_KEY": label_studio.token, **env}
+    def start(port: int = 0, credentials: bool = True, **env):
+        if credentials:
+            env = {"LABEL_STUDIO_URL": label_studio.url, "LABEL_STUDIO_API_KEY": label_studio.token, **env}
         server = Server(tmp_path / "models", tmp_path / "backend.log", port=port, **env)
         started.append(server)
         return server

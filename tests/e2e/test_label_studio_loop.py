@@ -7,7 +7,7 @@ import time
 import requests
 
 from baal_backend.data import load_clinc
-from baal_backend.studio import LabelStudioClient
+from baal_backend.studio_client import LabelStudioClient
 from tests.helpers import label_config
 
 INTENTS = ["book_flight", "weather", "transfer", "restaurant_reservation"]
@@ -50,6 +50,14 @@ def _annotate(ls, task_id, intent):
         "result": [{"from_name": "intent", "to_name": "text", "type": "choices", "value": {"choices": [intent]}}]})
 
 
+def _wait_backend(backend, project, predicate, timeout, what):
+    def check():
+        body = requests.get(f"{backend.url}/versions", params={"project": project}, timeout=5).json()
+        return body if not body["training"] and predicate(body) else None
+
+    return _wait(check, timeout, what)
+
+
 def test_active_learning_loop_with_real_label_studio(label_studio, backend_factory, tmp_path):
     ls = label_studio
     backend = backend_factory()
@@ -63,17 +71,20 @@ def test_active_learning_loop_with_real_label_studio(label_studio, backend_facto
     for task in tasks:
         truth[task["id"]] = dict(rows)[task["data"]["text"]]
 
-    # connect: Label Studio calls /health and /setup and creates the webhook
+    # connect: Label Studio calls /health and /setup and creates the webhook; the backend, which
+    # has credentials, pushes v0000's scores for every task and switches the project to
+    # uncertainty sampling itself (greyed out in the Community UI)
     ml = ls.api("POST", "/api/ml", json={"url": backend.url, "project": project, "title": "baal"})
-    # retrieve predictions for all tasks: ONE /predict; count what was stored, do not trust the reply
-    ls.api("POST", "/api/dm/actions", params={"id": "retrieve_tasks_predictions", "project": project},
-           json={"selectedItems": {"all": True, "excluded": []}})
-    stored = _predictions(ls, project)
-    assert len(stored) == len(rows)
-    assert all(p["model_version"] == "v0000" and p["score"] is not None for p in stored)
 
-    # uncertainty sampling on v0000's scores: /next serves the lowest score
-    ls.api("PATCH", f"/api/projects/{project}", json={"sampling": "Uncertainty sampling", "model_version": "v0000"})
+    def configured():
+        settings = ls.api("GET", f"/api/projects/{project}")
+        stored = _predictions(ls, project)
+        ok = settings["sampling"] == "Uncertainty sampling" and settings["model_version"] == "v0000"
+        return stored if ok and len(stored) == len(rows) else None
+
+    stored = _wait(configured, 120, "the backend to push v0000 and set uncertainty sampling")
+    # before any training nothing is pre-filled: a score to sort by, no guessed class
+    assert all(p["model_version"] == "v0000" and p["score"] is not None and p["result"] == [] for p in stored)
     lowest = min(stored, key=lambda p: p["score"])
     assert ls.api("GET", f"/api/projects/{project}/next")["id"] == lowest["task"]
 
@@ -83,18 +94,16 @@ def test_active_learning_loop_with_real_label_studio(label_studio, backend_facto
     labeled = [lowest["task"]] + [t["id"] for t in tasks if t["id"] != lowest["task"]][:11]
     annotations = {tid: _annotate(ls, tid, truth[tid])["id"] for tid in labeled}
 
-    def trained_on(n):
-        body = requests.get(f"{backend.url}/versions", params={"project": project}, timeout=5).json()
-        pushed = body["last_run"].get("pushed") is not None
-        if not body["training"] and pushed and body["details"] and body["details"][-1]["n_labels"] == n:
-            return body
-        return None
+    def trained_on(n):  # a version on n labels, pushed: it is Label Studio's model version
+        return lambda body: body["details"] and body["details"][-1]["n_labels"] == n and \
+            ls.api("GET", f"/api/projects/{project}")["model_version"] == body["current"]
 
-    first = _wait(lambda: trained_on(12), 180, "a version trained on 12 labels")
+    first = _wait_backend(backend, project, trained_on(12), 180, "a version trained on 12 labels")
     version = first["current"]
     assert ls.api("GET", f"/api/projects/{project}")["model_version"] == version
     fresh = [p for p in _predictions(ls, project) if p["model_version"] == version]
     assert len(fresh) == len(rows) - 12 and {p["task"] for p in fresh}.isdisjoint(labeled)
+    assert all(p["result"][0]["value"]["choices"][0] in INTENTS for p in fresh)  # a trained version pre-fills
 
     # ordering by prediction score and uncertainty sampling now use the NEW version's scores
     new_scores = {p["task"]: p["score"] for p in fresh}
@@ -106,10 +115,18 @@ def test_active_learning_loop_with_real_label_studio(label_studio, backend_facto
     gone = labeled[0]
     ls.api("DELETE", f"/api/annotations/{annotations[gone]}")
     ls.api("POST", f"/api/ml/{ml['id']}/train")
-    second = _wait(lambda: trained_on(11), 180, "a version trained on 11 labels after the delete")
+    second = _wait_backend(backend, project, trained_on(11), 180, "a version trained on 11 labels after the delete")
     assert second["current"] != version
     meta = json.loads((tmp_path / "models" / "projects" / str(project) / "versions" / second["current"] / "meta.json").read_text())
     assert annotations[gone] not in meta["annotation_ids"] and len(meta["annotation_ids"]) == 11
+
+    # deleting tasks in the Data Manager sends only TASKS_DELETED: their labels leave training too
+    dropped = labeled[1:2]
+    ls.api("POST", "/api/dm/actions", params={"id": "delete_tasks", "project": project},
+           json={"selectedItems": {"all": False, "included": dropped}})
+    third = _wait_backend(backend, project, trained_on(10), 180, "a version without the deleted task's label")
+    meta = json.loads((tmp_path / "models" / "projects" / str(project) / "versions" / third["current"] / "meta.json").read_text())
+    assert not {annotations[t] for t in dropped} & set(meta["annotation_ids"])
 
     # a backend restart mid-project: predictions keep working without /setup
     backend.stop(signal.SIGKILL)
@@ -119,7 +136,65 @@ def test_active_learning_loop_with_real_label_studio(label_studio, backend_facto
     ls.api("POST", "/api/dm/actions", params={"id": "retrieve_tasks_predictions", "project": project},
            json={"selectedItems": {"all": True, "excluded": []}})
     served = [p for p in _predictions(ls, project) if p["task"] == new_id]
-    assert [p["model_version"] for p in served] == [second["current"]] and served[0]["score"] is not None
+    assert [p["model_version"] for p in served] == [third["current"]] and served[0]["score"] is not None
+
+
+def test_without_credentials_the_manual_steps_work(label_studio, backend_factory):
+    """The README's steps for a backend without LABEL_STUDIO_URL/KEY: Retrieve Predictions, then
+    the one API call for uncertainty sampling and the model version."""
+    ls = label_studio
+    backend = backend_factory(credentials=False)
+    rows = _dataset(per_intent=5)
+    project = ls.api("POST", "/api/projects", json={"title": "manual", "label_config": CONFIG})["id"]
+    ls.api("POST", f"/api/projects/{project}/import", json=[{"text": t} for t, _ in rows])
+    ls.api("POST", "/api/ml", json={"url": backend.url, "project": project, "title": "baal"})
+    ls.api("POST", "/api/dm/actions", params={"id": "retrieve_tasks_predictions", "project": project},
+           json={"selectedItems": {"all": True, "excluded": []}})
+    stored = _predictions(ls, project)
+    assert len(stored) == len(rows) and all(p["model_version"] == "v0000" and p["score"] is not None for p in stored)
+    assert ls.api("GET", f"/api/projects/{project}")["sampling"] != "Uncertainty sampling"  # nobody set it
+    ls.api("PATCH", f"/api/projects/{project}", json={"sampling": "Uncertainty sampling", "model_version": "v0000"})
+    lowest = min(stored, key=lambda p: p["score"])
+    assert ls.api("GET", f"/api/projects/{project}/next")["id"] == lowest["task"]
+
+
+def test_train_on_submission_toggle_does_not_double_versions(label_studio, backend_factory):
+    """Label Studio's "Start model training on annotation submission" sends START_TRAINING with every
+    submission, beside the annotation webhook: one version per label set all the same."""
+    ls = label_studio
+    backend = backend_factory(MIN_LABELS="6")
+    rows = _dataset(per_intent=3)
+    truth = dict(rows)
+    project = ls.api("POST", "/api/projects", json={"title": "toggle", "label_config": CONFIG})["id"]
+    ls.api("POST", f"/api/projects/{project}/import", json=[{"text": t} for t, _ in rows])
+    ls.api("POST", "/api/ml", json={"url": backend.url, "project": project, "title": "baal"})
+    ls.api("PATCH", f"/api/projects/{project}", json={"start_training_on_annotation_update": True})
+    tasks = _ordered_tasks(ls, project)
+    for task in tasks[:8]:
+        _annotate(ls, task["id"], truth[task["data"]["text"]])
+    body = _wait_backend(backend, project, lambda b: b["details"] and b["details"][-1]["n_labels"] == 8, 180,
+                         "a version on all 8 labels")
+    time.sleep(3)  # any late START_TRAINING has arrived and run
+    body = requests.get(f"{backend.url}/versions", params={"project": project}, timeout=5).json()
+    counts = [d["n_labels"] for d in body["details"]]
+    assert len(counts) == len(set(counts)), f"two versions on one label set: {counts}"
+
+
+def test_a_wrong_api_key_still_trains_on_stored_labels(label_studio, backend_factory):
+    """A failing sync (401) is recorded, and the run trains on what the webhooks stored."""
+    ls = label_studio
+    backend = backend_factory(LABEL_STUDIO_API_KEY="0" * 40, MIN_LABELS="6")
+    rows = _dataset(per_intent=3)
+    truth = dict(rows)
+    project = ls.api("POST", "/api/projects", json={"title": "bad key", "label_config": CONFIG})["id"]
+    ls.api("POST", f"/api/projects/{project}/import", json=[{"text": t} for t, _ in rows])
+    ml = ls.api("POST", "/api/ml", json={"url": backend.url, "project": project, "title": "baal"})
+    for task in _ordered_tasks(ls, project)[:7]:
+        _annotate(ls, task["id"], truth[task["data"]["text"]])
+    ls.api("POST", f"/api/ml/{ml['id']}/train")
+    body = _wait_backend(backend, project, lambda b: b["details"] and b["details"][-1]["n_labels"] == 7
+                         and "sync" in b["last_run"], 180, "a version on the 7 stored labels")
+    assert body["last_run"]["sync"]["status"] == "failed" and "401" in body["last_run"]["sync"]["error"]
 
 
 def test_both_token_kinds_reach_label_studio(label_studio):
@@ -145,10 +220,6 @@ def test_late_backend_learns_everything_from_label_studio(label_studio, backend_
     ml = ls.api("POST", "/api/ml", json={"url": backend.url, "project": project, "title": "late"})
     ls.api("POST", f"/api/ml/{ml['id']}/train")
 
-    def trained():
-        body = requests.get(f"{backend.url}/versions", params={"project": project}, timeout=5).json()
-        return body if body["details"] and not body["training"] else None
-
-    body = _wait(trained, 180, "a version after Start training")
+    body = _wait_backend(backend, project, lambda b: bool(b["details"]), 180, "a version after Start training")
     assert body["details"][-1]["n_labels"] == 12
     assert ls.api("GET", f"/api/projects/{project}")["model_version"] == body["current"]
