@@ -44,7 +44,10 @@ def create_app(settings: Optional[Settings] = None, engine: Optional[Engine] = N
     app.config["ENGINE"] = engine
 
     def body() -> Dict[str, Any]:
-        data = request.get_json(force=True, silent=True)
+        try:
+            data = request.get_json(force=True, silent=True)
+        except RecursionError:  # "[" * 200000: json gives up on the nesting
+            raise RequestError("the request body is nested too deeply") from None
         if not isinstance(data, dict):
             raise RequestError("the request body must be a JSON object")
         return data
@@ -127,6 +130,7 @@ def create_app(settings: Optional[Settings] = None, engine: Optional[Engine] = N
             "current": engine.current_version(pid),
             "details": details,
             "training": engine.jobs.is_training(pid),
+            "labels": engine.project(pid).label_count(),
             "last_run": engine.project(pid).last_run,
         })
 
@@ -185,10 +189,22 @@ def main(argv: Optional[list] = None) -> None:
     _serve(create_app(settings), args.host, args.port, args.threads)
 
 
+_app: Optional[Flask] = None
+
+
+def __getattr__(name: str) -> Flask:
+    """`gunicorn _wsgi:app`: the app is built on first access, so importing this module (tests,
+    tools) neither reads the environment nor touches MODEL_DIR."""
+    global _app
+    if name != "app":
+        raise AttributeError(name)
+    if _app is None:
+        settings = Settings.from_env()
+        _configure_logging(settings.log_level)
+        log.info("starting: %s", settings.describe())
+        _app = create_app(settings)
+    return _app
+
+
 if __name__ == "__main__":
     main()
-else:  # gunicorn _wsgi:app
-    _settings = Settings.from_env()
-    _configure_logging(_settings.log_level)
-    log.info("starting: %s", _settings.describe())
-    app = create_app(_settings)

@@ -13,7 +13,7 @@ from label_studio_ml.model import LabelStudioMLBase
 
 from baal_backend.engine import Engine
 from baal_backend.schema import Schema
-from baal_backend.studio import RequestError, label_from, predictions_json, project_id, texts_of
+from baal_backend.studio import RequestError, dicts, label_from, object_id, predictions_json, project_id, texts_of
 
 log = logging.getLogger("baal_backend.webhook")
 
@@ -85,13 +85,14 @@ class BaalTextClassifier(LabelStudioMLBase):
 
     # --- one handler per webhook action: (what happened, train?, sync first?) ----------------
     def _on_annotation_created(self, data: Dict) -> Tuple[str, bool, bool]:
-        annotation, task = data.get("annotation"), data.get("task") or {}
+        annotation, task = data.get("annotation"), data.get("task")
         if not isinstance(annotation, dict) or "id" not in annotation:
             raise RequestError("the webhook has no annotation object with an id")
         label = label_from(annotation, task if isinstance(task, dict) else {}, self.schema)
         if label is None:  # cancelled, emptied or not a choice of ours: no longer a label
-            removed = self.engine.delete_labels(self.project, [annotation["id"]])
-            return f"annotation {annotation['id']} carries no label ({removed} removed)", removed > 0, False
+            aid = object_id(annotation["id"], "the annotation's id")
+            removed = self.engine.delete_labels(self.project, [aid])
+            return f"annotation {aid} carries no label ({removed} removed)", removed > 0, False
         first = self.engine.store_labels(self.project, [label])
         return f"stored annotation {label.annotation_id} = {label.label!r}", True, first
 
@@ -99,22 +100,22 @@ class BaalTextClassifier(LabelStudioMLBase):
 
     def _on_annotations_created(self, data: Dict) -> Tuple[str, bool, bool]:
         """Bulk ("Create Annotations From Predictions"): `annotation` and `task` are lists."""
-        annotations, tasks = data.get("annotation"), data.get("task")
+        annotations = data.get("annotation")
         if not isinstance(annotations, list):
             raise RequestError("ANNOTATIONS_CREATED needs a list of annotations under 'annotation'")
-        by_id = {t.get("id"): t for t in tasks if isinstance(t, dict)} if isinstance(tasks, list) else {}
+        by_id = {t.get("id"): t for t in dicts(data.get("task")) if isinstance(t.get("id"), (int, str))}
         labels = []
-        for annotation in annotations:
-            if isinstance(annotation, dict):
-                label = label_from(annotation, by_id.get(annotation.get("task")) or {}, self.schema)
-                if label is not None:
-                    labels.append(label)
+        for annotation in dicts(annotations):
+            task = by_id.get(annotation.get("task")) if isinstance(annotation.get("task"), (int, str)) else None
+            label = label_from(annotation, task or {}, self.schema)
+            if label is not None:
+                labels.append(label)
         first = self.engine.store_labels(self.project, labels) if labels else False
         return f"stored {len(labels)} of {len(annotations)} annotations", bool(labels), first
 
     def _on_annotation_deleted(self, data: Dict) -> Tuple[str, bool, bool]:
-        gone = data.get("annotations") or [data.get("annotation") or {}]
-        ids = [a["id"] for a in gone if isinstance(a, dict) and isinstance(a.get("id"), int)]
+        gone = dicts(data.get("annotations")) or dicts(data.get("annotation"))
+        ids = [object_id(a.get("id"), "a deleted annotation's id") for a in gone]
         removed = self.engine.delete_labels(self.project, ids)
         return f"removed {removed} of {len(ids)} annotations", removed > 0, False
 
@@ -122,8 +123,7 @@ class BaalTextClassifier(LabelStudioMLBase):
 
     def _on_tasks_deleted(self, data: Dict) -> Tuple[str, bool, bool]:
         """Deleting tasks deletes their annotations without an ANNOTATIONS_DELETED."""
-        tasks = data.get("tasks") or []
-        ids = [t["id"] for t in tasks if isinstance(t, dict) and isinstance(t.get("id"), int)]
+        ids = [object_id(t.get("id"), "a deleted task's id") for t in dicts(data.get("tasks"))]
         removed = self.engine.delete_tasks(self.project, ids)
         return f"{len(ids)} tasks deleted, {removed} of their labels removed", removed > 0, False
 

@@ -120,7 +120,8 @@ class Engine:
             yield
         except (OSError, sqlite3.Error) as exc:
             self._check_model_dir()
-            raise StateError(f"cannot {what}: {exc}; is MODEL_DIR writable?") from exc
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)  # no paths
+            raise StateError(f"cannot {what}: {reason}; is MODEL_DIR writable?") from exc
 
     # --- label config ---------------------------------------------------------------------
     def schema(self, project_id: str, label_config: Optional[str] = None) -> Schema:
@@ -134,8 +135,12 @@ class Engine:
             return parse_label_config(stored)
         schema = parse_label_config(label_config)
         previous = project.label_config
-        with self._writing("store the label config"):
-            changed = project.save_label_config(label_config)
+        try:
+            with self._writing("store the label config"):
+                changed = project.save_label_config(label_config)
+        except StateError as exc:  # predictions still work from the config in memory
+            log.error("project %s: %s", project_id, exc)
+            return schema
         if changed and previous is not None and _classes(previous) != schema.labels:
             log.info("project %s: the label config's classes changed; retraining", project_id)
             self.request_training(project_id)
@@ -280,18 +285,24 @@ class Engine:
     def _train(self, project_id: str, sync: bool) -> None:
         """One training run on a job thread: (sync,) read labels, fit, publish, announce."""
         project = self.project(project_id)
-        started = time.perf_counter()
+        if not project.exists:  # nothing stored (never set up, or deleted): nothing to train, nothing to create
+            log.info("project %s: no state, no training run", project_id)
+            return
         record: Dict = {}
         schema: Optional[Schema] = None
-        try:
-            with project.training_lock():
+        with project.training_lock():
+            started = time.perf_counter()
+            log.info("project %s: training run started%s", project_id, " (sync first)" if sync else "")
+            try:
                 project.registry.remove_strays()
                 schema = self.schema(project_id)
                 self.events.emit("run_starting", project_id, schema, sync, record)
                 self._fit_and_publish(project, schema, record)
-        except Exception as exc:  # noqa: BLE001 - recorded, reported; the previous version keeps serving
-            log.exception("project %s: training run failed", project_id)
-            record.update(status="failed", error=f"{type(exc).__name__}: {exc}")
+            except Exception as exc:  # noqa: BLE001 - recorded, reported; the previous version keeps serving
+                log.exception("project %s: training run failed", project_id)
+                record.update(status="failed", error=f"{type(exc).__name__}: {exc}")
+            log.info("project %s: training run ended: %s in %.2fs", project_id, record.get("status"),
+                     time.perf_counter() - started)
         if record.get("status") == "published":
             self.events.emit("published", project_id, schema, record["version"], record)
         try:

@@ -32,6 +32,7 @@ class Project:
         self.registry = Registry(root, keep=keep_versions)
         self._config_file = root / "label_config.xml"
         self._store: Optional[LabelStore] = None
+        self._config: Optional[str] = None  # the newest config seen, also when it could not be written
         self.loaded: Optional[Tuple[str, Classifier]] = None  # (version, classifier) being served
         self.lock = threading.RLock()
 
@@ -53,15 +54,18 @@ class Project:
 
     @property
     def label_config(self) -> Optional[str]:
+        """The stored config (another process may have changed it), else the one seen last."""
         try:
             return self._config_file.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return None
+        except OSError:
+            return self._config
 
     def save_label_config(self, config: str) -> bool:
-        """Store the config; True when it differs from the stored one."""
+        """Store the config; True when it differs from the stored one. An OSError leaves the
+        config in memory for this process."""
         if config == self.label_config:
             return False
+        self._config = config
         self.root.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self._config_file, config)
         return True
@@ -70,7 +74,7 @@ class Project:
         """A small state file of the project (`{}` when there is none)."""
         try:
             return json.loads((self.root / name).read_text(encoding="utf-8"))
-        except (FileNotFoundError, ValueError):
+        except (OSError, ValueError):
             return {}
 
     def write_json(self, name: str, data: Dict) -> None:

@@ -101,7 +101,7 @@ class Registry:
             name = json.loads(self.pointer.read_text())["version"]
             if (self.versions_dir / name / META).exists():
                 return name
-        except (FileNotFoundError, ValueError, KeyError):
+        except (OSError, ValueError, KeyError):
             pass
         versions = self.list()
         return versions[-1] if versions else None

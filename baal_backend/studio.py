@@ -50,7 +50,11 @@ def task_text(task: Any, schema: Schema) -> str:
         text = html_text(value) if schema.source == "hypertext" else value
     if not text.strip():
         raise RequestError(f"the task's {schema.text_key!r} is empty")
-    return text
+    return _LONE_SURROGATE.sub("\ufffd", text)
+
+
+#: JSON can escape a lone UTF-16 surrogate ("\ud800"); no UTF-8 store or tokenizer takes one.
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _utterances(value: Any, schema: Schema) -> str:
@@ -99,15 +103,31 @@ def html_text(markup: str) -> str:
     return re.sub(r"\s+", " ", "".join(parser.parts)).strip()
 
 
+def object_id(value: Any, what: str) -> int:
+    """A Label Studio object id (an int, or a string of digits), or `RequestError` naming `what`."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    raise RequestError(f"{what} must be an integer id, got {value!r:.40}")
+
+
+def dicts(value: Any) -> List[Dict]:
+    """The dicts of a list (or a single dict) from a payload; anything else gives none."""
+    items = value if isinstance(value, list) else [value]
+    return [item for item in items if isinstance(item, dict)]
+
+
 def annotation_choice(annotation: Dict, schema: Schema) -> Optional[str]:
     """The class an annotation gives, or None when it gives none we serve (cancelled, other tags)."""
     if annotation.get("was_cancelled"):
         return None
-    for region in annotation.get("result") or []:
-        if not isinstance(region, dict) or region.get("from_name") != schema.from_name:
+    for region in dicts(annotation.get("result")):
+        value = region.get("value")
+        if region.get("from_name") != schema.from_name or not isinstance(value, dict):
             continue
-        choices = (region.get("value") or {}).get("choices") or []
-        if len(choices) == 1 and choices[0] in schema.labels:
+        choices = value.get("choices")
+        if isinstance(choices, list) and len(choices) == 1 and choices[0] in schema.labels:
             return choices[0]
         if choices:
             log.warning("annotation %s: choice %r is not in the label config", annotation.get("id"), choices)
@@ -119,15 +139,14 @@ def label_from(annotation: Dict, task: Dict, schema: Schema) -> Optional[Label]:
     choice = annotation_choice(annotation, schema)
     if choice is None:
         return None
-    task_id = annotation.get("task") or task.get("id")
-    if annotation.get("id") is None or task_id is None:
-        raise RequestError("the annotation has no id or task id")
+    annotation_id = object_id(annotation.get("id"), "the annotation's id")
+    task_id = object_id(annotation.get("task") or task.get("id"), f"annotation {annotation_id}'s task id")
     try:
         text = task_text(task, schema)
     except RequestError as exc:
-        log.warning("annotation %s not stored: %s", annotation.get("id"), exc)
+        log.warning("annotation %s not stored: %s", annotation_id, exc)
         return None
-    return Label(annotation_id=int(annotation["id"]), task_id=int(task_id), text=text, label=choice)
+    return Label(annotation_id=annotation_id, task_id=task_id, text=text, label=choice)
 
 
 def texts_of(tasks: Sequence[Any], schema: Schema, project: str) -> Tuple[List[int], List[str]]:
