@@ -17,18 +17,18 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from . import acquisition, cold_start
+from . import acquisition, cold_start, trainer_process
 from .encoder import Encoder
 from .events import Events
 from .hf import is_finetuned_for, load_classifier, load_tokenizer, match_labels
 from .jobs import TrainingCoordinator
 from .labels import Label, MergeResult, fingerprint
-from .model import Classifier, TransformerClassifier, load_classifier_dir
+from .model import Classifier, HeadClassifier, TransformerClassifier, load_classifier_dir
 from .project import Project
 from .registry import UNTRAINED
 from .schema import Schema, SchemaError, parse_label_config
 from .settings import Settings
-from .training import TrainConfig, fit_with_quality
+from .training import TrainConfig, fit_finetune_with_quality, fit_head
 
 log = logging.getLogger(__name__)
 
@@ -330,10 +330,15 @@ class Engine:
             return
         started = time.perf_counter()
         y = np.array([schema.labels.index(lb.label) for lb in labels], dtype=np.int64)
-        clf, metrics = fit_with_quality(
-            self.encoder, self.settings.baseline_model_name, schema.labels, [lb.text for lb in labels], y,
-            [lb.task_id for lb in labels], self.train_config,
-        )
+        texts, groups = [lb.text for lb in labels], [lb.task_id for lb in labels]
+        if self.settings.train_mode == "head":
+            emb = self.encoder.embed(texts)  # cached per text: this process holds the encoder
+            state, metrics = trainer_process.run(fit_head, emb, y, groups, len(schema.labels), self.train_config)
+            clf: Classifier = HeadClassifier.from_state(self.encoder, state, schema.labels)
+        else:
+            clf, metrics = fit_finetune_with_quality(
+                self.settings.baseline_model_name, schema.labels, texts, y, groups, self.train_config
+            )
         meta = {
             "project": project.id,
             "mode": self.settings.train_mode,

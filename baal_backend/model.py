@@ -17,7 +17,7 @@ import math
 import threading
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Optional, Protocol, Sequence, Tuple
+from typing import Any, Dict, Iterator, Optional, Protocol, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -80,6 +80,16 @@ class MCHead(nn.Module):
         return self.out(self.hidden(x).repeat_interleave(draws, dim=0))
 
 
+@torch.inference_mode()
+def mc_proba(head: MCHead, emb: np.ndarray, draws: int, chunk: int = 4096) -> np.ndarray:
+    """MC-Dropout probabilities [n, classes, draws] of a head on embeddings."""
+    out = np.empty((len(emb), head.out[1].out_features, draws), dtype=np.float32)
+    for start in range(0, len(emb), chunk):
+        x = torch.from_numpy(np.ascontiguousarray(emb[start : start + chunk], dtype=np.float32))
+        out[start : start + len(x)] = _draws_to_probs(head.draws(x, draws), len(x), draws)
+    return out
+
+
 def _init_linear(layer: nn.Linear, generator: torch.Generator) -> None:
     """`nn.Linear`'s own default initialisation, drawn from `generator`."""
     nn.init.kaiming_uniform_(layer.weight, a=math.sqrt(5), generator=generator)
@@ -104,14 +114,8 @@ class HeadClassifier:
     def predict_proba(self, texts: Sequence[str], draws: int) -> np.ndarray:
         return self.proba_from_embeddings(self.encoder.embed(texts), draws)
 
-    @torch.inference_mode()
-    def proba_from_embeddings(self, emb: np.ndarray, draws: int, chunk: int = 4096) -> np.ndarray:
-        out = np.empty((len(emb), len(self.labels), draws), dtype=np.float32)
-        for start in range(0, len(emb), chunk):
-            x = torch.from_numpy(emb[start : start + chunk])
-            logits = self.head.draws(x, draws)
-            out[start : start + len(x)] = _draws_to_probs(logits, len(x), draws)
-        return out
+    def proba_from_embeddings(self, emb: np.ndarray, draws: int) -> np.ndarray:
+        return mc_proba(self.head, emb, draws)
 
     def save(self, path: Path) -> None:
         torch.save(self.head.state_dict(), path / HEAD_WEIGHTS)
@@ -119,11 +123,16 @@ class HeadClassifier:
         (path / META_FILE).write_text(json.dumps(meta))
 
     @classmethod
+    def from_state(cls, encoder: Encoder, state: Dict[str, Any], labels: Sequence[str]) -> "HeadClassifier":
+        """From a head's `state_dict` (tensors or NumPy arrays)."""
+        head = MCHead(encoder.dim, len(labels))
+        head.load_state_dict({k: torch.as_tensor(v) for k, v in state.items()})
+        return cls(encoder, head, labels)
+
+    @classmethod
     def load(cls, path: Path, encoder: Encoder) -> "HeadClassifier":
         meta = json.loads((path / META_FILE).read_text())
-        head = MCHead(encoder.dim, len(meta["labels"]))
-        head.load_state_dict(torch.load(path / HEAD_WEIGHTS, weights_only=True))
-        return cls(encoder, head, meta["labels"])
+        return cls.from_state(encoder, torch.load(path / HEAD_WEIGHTS, weights_only=True), meta["labels"])
 
 
 class _Fixed(nn.Module):

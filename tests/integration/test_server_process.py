@@ -84,3 +84,21 @@ def test_bad_setting_stops_start_up_with_a_clear_message(tmp_path):
     proc = subprocess.run([sys.executable, "_wsgi.py", "--check"], cwd=ROOT, capture_output=True, text=True,
                           env={**os.environ, "HEURISTIC": "bold", "MODEL_DIR": str(tmp_path)}, timeout=120)
     assert proc.returncode != 0 and "HEURISTIC='bold' is not one of" in proc.stderr
+
+
+def test_sigterm_lets_the_running_run_finish_and_exits_0(tmp_path):
+    """Was: SIGTERM ended the worker with SIGABRT ("terminate called without an active exception")."""
+    log = tmp_path / "server.log"
+    server = Server(tmp_path / "models", log, EPOCHS="3000", MIN_LABELS="10")
+    for event in sentiment_events(1, 10):
+        requests.post(f"{server.url}/webhook", json=event, timeout=5)
+    body = requests.get(f"{server.url}/versions", params={"project": 1}, timeout=5).json()
+    assert body["labels"] == 10
+    time.sleep(1.5)  # runs before the 10th label skip at once; the one on 10 labels takes ~15 s
+    assert requests.get(f"{server.url}/versions", params={"project": 1}, timeout=5).json()["training"]
+    os.killpg(server.proc.pid, signal.SIGTERM)  # as a supervisor or `docker stop` would
+    assert server.proc.wait(60) == 0
+    text = log.read_text()
+    assert "terminate called" not in text and "SIGABRT" not in text
+    assert "published v0001" in text and list((tmp_path / "models" / "projects" / "1" / "versions").iterdir())
+    server.stop()
