@@ -223,3 +223,4 @@ def test_late_backend_learns_everything_from_label_studio(label_studio, backend_
     body = _wait_backend(backend, project, lambda b: bool(b["details"]), 180, "a version after Start training")
     assert body["details"][-1]["n_labels"] == 12
     assert ls.api("GET", f"/api/projects/{project}")["model_version"] == body["current"]
+

@@ -92,9 +92,7 @@ def test_sigterm_lets_the_running_run_finish_and_exits_0(tmp_path):
     server = Server(tmp_path / "models", log, EPOCHS="3000", MIN_LABELS="10")
     for event in sentiment_events(1, 10):
         requests.post(f"{server.url}/webhook", json=event, timeout=5)
-    body = requests.get(f"{server.url}/versions", params={"project": 1}, timeout=5).json()
-    assert body["labels"] == 10
-    time.sleep(1.5)  # runs before the 10th label skip at once; the one on 10 labels takes ~15 s
+    time.sleep(1.5)  # runs before the 10th label skip at once; the one on all 10 takes ~15 s
     assert requests.get(f"{server.url}/versions", params={"project": 1}, timeout=5).json()["training"]
     os.killpg(server.proc.pid, signal.SIGTERM)  # as a supervisor or `docker stop` would
     assert server.proc.wait(60) == 0
