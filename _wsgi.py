@@ -52,8 +52,8 @@ def create_app(settings: Optional[Settings] = None, engine: Optional[Engine] = N
             raise RequestError("the request body must be a JSON object")
         return data
 
-    def model_for(project: Any, label_config: Optional[str]) -> BaalTextClassifier:
-        return BaalTextClassifier(engine, project, label_config)
+    def model_for(project: Any, label_config: Optional[str], current: bool = True) -> BaalTextClassifier:
+        return BaalTextClassifier(engine, project, label_config, config_is_current=current)
 
     @app.errorhandler(RequestError)
     def bad_request(exc: Exception) -> Tuple[Any, int]:
@@ -118,7 +118,8 @@ def create_app(settings: Optional[Settings] = None, engine: Optional[Engine] = N
             raise RequestError("the webhook has no 'action'")
         project = data.get("project")
         config = project.get("label_config") if isinstance(project, dict) else None
-        return jsonify(model_for(project, config).process_event(action, data)), 200
+        # a config edit arrives as PROJECT_UPDATED; other events carry the config of their moment
+        return jsonify(model_for(project, config, current=action == "PROJECT_UPDATED").process_event(action, data)), 200
 
     @app.route("/versions", methods=["GET", "POST"])
     def versions():

@@ -30,18 +30,20 @@ class BaalTextClassifier(LabelStudioMLBase):
 
     TRAIN_EVENTS = HANDLED_EVENTS
 
-    def __init__(self, engine: Engine, project: Any, label_config: Optional[str] = None, **kwargs: Any):
+    def __init__(self, engine: Engine, project: Any, label_config: Optional[str] = None,
+                 config_is_current: bool = True, **kwargs: Any):
         super().__init__(**kwargs)  # the config is parsed (and validated) by the engine, once
         self.engine = engine
         self.project = project_id(project)
         self.label_config = label_config
+        self._config_is_current = config_is_current
         self._schema: Optional[Schema] = None
 
     @property
     def schema(self) -> Schema:
         """The project's Choices/Text pair (`SchemaError` says why a config cannot be served)."""
         if self._schema is None:
-            self._schema = self.engine.schema(self.project, self.label_config)
+            self._schema = self.engine.schema(self.project, self.label_config, self._config_is_current)
         return self._schema
 
     @property

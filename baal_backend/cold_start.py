@@ -33,11 +33,16 @@ def representatives(emb: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
     return _pick(*_clusters(emb, k, seed), k)
 
 
+NEUTRAL = 0.5  # a score that ranks a task neither first nor last
+
+
 def diversity_scores(emb: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
-    """Rank scores in [0, 1], lowest = label first: representatives below 0.5, the rest above."""
+    """Rank scores in [0, 1], lowest = label first: representatives below 0.5, the rest above.
+    With no more texts than `k` there is nothing to rank against: all neutral (one task asked
+    alone is not "label me first")."""
     n = len(emb)
     if n <= k:
-        return 0.5 * np.arange(n) / max(n, 1)
+        return np.full(n, NEUTRAL)
     labels, dist = _clusters(emb, k, seed)
     reps = _pick(labels, dist, k)
     scores = 0.5 + 0.5 * (dist - dist.min()) / max(dist.max() - dist.min(), 1e-12)

@@ -26,11 +26,11 @@ def _weights_digest(model: torch.nn.Module) -> str:
     """A short digest of the model's architecture and weights, the same wherever it is installed:
     a version trained on one encoder is never served on top of another (a path says too little,
     the packaged default lives under the venv)."""
-    params = list(model.parameters())
     digest = hashlib.blake2b(digest_size=12)
-    digest.update(f"{model.config.model_type}:{model.config.hidden_size}:{len(params)}".encode())
-    for tensor in (params[0], params[-1]):
-        digest.update(tensor.detach().float().cpu().numpy().tobytes()[: 1 << 22])
+    digest.update(f"{model.config.model_type}:{model.config.hidden_size}".encode())
+    for name, tensor in model.state_dict().items():  # every weight: ~0.1 s for MiniLM's 90 MB
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().flatten().view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
 
 

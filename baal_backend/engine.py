@@ -33,7 +33,6 @@ from .training import TrainConfig, fit_finetune_with_quality, fit_head
 log = logging.getLogger(__name__)
 
 PREDICT_CHUNK = 2048  # texts per MC-Dropout pass in /predict
-NEUTRAL_SCORE = 0.5  # a cold-start score that ranks a task neither first nor last
 
 
 class StateError(RuntimeError):
@@ -124,24 +123,27 @@ class Engine:
             raise StateError(f"cannot {what}: {reason}; is MODEL_DIR writable?") from exc
 
     # --- label config ---------------------------------------------------------------------
-    def schema(self, project_id: str, label_config: Optional[str] = None) -> Schema:
+    def schema(self, project_id: str, label_config: Optional[str] = None, authoritative: bool = True) -> Schema:
         """Parse the project's label config (raising `SchemaError` before anything is stored);
-        without one, use the stored one. A changed set of classes queues a retrain."""
+        without one, use the stored one. A changed set of classes queues a retrain.
+
+        `authoritative=False` (annotation webhooks: they carry the config as it was when the
+        annotation was saved) only fills in a project that has no config yet, so a late webhook
+        never reverts an edit that /setup, /predict or PROJECT_UPDATED brought."""
         project = self.project(project_id)
-        if not label_config:
-            stored = project.label_config
+        stored = project.label_config
+        if not label_config or (not authoritative and stored is not None):
             if stored is None:
                 raise SchemaError(f"project {project_id} has no label config yet: connect it in Label Studio (/setup)")
             return parse_label_config(stored)
         schema = parse_label_config(label_config)
-        previous = project.label_config
         try:
             with self._writing("store the label config"):
                 changed = project.save_label_config(label_config)
         except StateError as exc:  # predictions still work from the config in memory
             log.error("project %s: %s", project_id, exc)
             return schema
-        if changed and previous is not None and _classes(previous) != schema.labels:
+        if changed and stored is not None and _classes(stored) != schema.labels:
             log.info("project %s: the label config's classes changed; retraining", project_id)
             self.request_training(project_id)
         return schema
@@ -167,7 +169,7 @@ class Engine:
         when it changes; (UNTRAINED, None) before the first version or when it does not fit."""
         project = self.project(project_id)
         with project.lock:
-            for _ in range(3):  # the version can vanish under us (pruned by another process)
+            for _ in range(3):  # the version can vanish (pruned elsewhere) or turn out broken: next one
                 name = project.registry.current()
                 if name is None:
                     return UNTRAINED, None
@@ -179,8 +181,16 @@ class Engine:
                 project.registry.pin(name)
                 try:
                     clf = load_classifier_dir(project.registry.path(name), self.encoder, self.settings.max_length)
-                except FileNotFoundError:
+                except FileNotFoundError:  # pruned between reading the pointer and loading
                     project.registry.unpin(name)
+                    continue
+                except Exception as exc:  # noqa: BLE001 - a broken version must not break /predict
+                    project.registry.unpin(name)
+                    why = f"{name} cannot be loaded ({type(exc).__name__}: {str(exc)[:200]})"
+                    log.warning("project %s: %s; serving the previous version and retraining", project_id, why)
+                    project.registry.mark_broken(name, why)
+                    self._refused[(project_id, name)] = why
+                    self.request_training(project_id)
                     continue
                 if project.loaded is not None:
                     project.registry.unpin(project.loaded[0])
@@ -195,14 +205,21 @@ class Engine:
             meta = project.registry.meta(name)
         except FileNotFoundError:
             return None  # vanished: the caller re-reads the current version
-        trained_on = meta.get("encoder") or {}
-        if trained_on.get("id") == self.encoder.identity:
+        trained_on = meta.get("encoder")
+        if trained_on is None:  # a version from before encoder identities: its model's name must match
+            if meta.get("base_model") == self.settings.baseline_model_name:
+                return None
+            trained_on = {"name": meta.get("base_model")}
+        elif trained_on.get("id") == self.encoder.identity:
             return None
-        why = (
-            f"{name} was trained on encoder {trained_on.get('name') or meta.get('base_model')!r} "
-            f"(dim {trained_on.get('dim', '?')}), not the current {self.settings.baseline_model_name!r} "
-            f"(dim {self.encoder.dim}); serving the untrained rule until it is retrained"
-        )
+        return self._refuse(project, name, (
+            f"{name} was trained on encoder {trained_on.get('name')!r} (dim {trained_on.get('dim', '?')}), not "
+            f"the current {self.settings.baseline_model_name!r} (dim {self.encoder.dim})"
+        ))
+
+    def _refuse(self, project: Project, name: str, why: str) -> str:
+        """Never serve version `name` again in this process: log why once, queue a retrain."""
+        why = f"{why}; serving the untrained rule until it is retrained"
         self._refused[(project.id, name)] = why
         log.warning("project %s: %s", project.id, why)
         self.request_training(project.id)
@@ -233,10 +250,7 @@ class Engine:
         return Predictions(version, schema.labels, best_index, best_probability, scores)
 
     def _cold_scores(self, texts: Sequence[str]) -> np.ndarray:
-        """k-means diversity over the texts of this request; neutral when the request is smaller
-        than the first batch (one task asked alone is not "label me first")."""
-        if len(texts) <= self.settings.min_labels:
-            return np.full(len(texts), NEUTRAL_SCORE)
+        """k-means diversity over the texts of this request (the first batch: MIN_LABELS texts)."""
         scores = cold_start.diversity_scores(self.encoder.embed(texts), self.settings.min_labels, self.settings.seed)
         return 1.0 - scores if self.settings.score_mode == "uncertainty" else scores
 
@@ -268,9 +282,9 @@ class Engine:
     def delete_project(self, project_id: str) -> bool:
         """Drop every file of a project Label Studio deleted; False when there was nothing."""
         project = self.project(project_id)
-        if not project.exists:
-            return False
-        with project.training_lock():
+        with project.training_lock() as held:
+            if not held:
+                return False
             log.warning("project %s: deleted in Label Studio; removing its labels and versions", project_id)
             project.remove()
         with self._lock:
@@ -285,12 +299,13 @@ class Engine:
     def _train(self, project_id: str, sync: bool) -> None:
         """One training run on a job thread: (sync,) read labels, fit, publish, announce."""
         project = self.project(project_id)
-        if not project.exists:  # nothing stored (never set up, or deleted): nothing to train, nothing to create
-            log.info("project %s: no state, no training run", project_id)
-            return
         record: Dict = {}
-        schema: Optional[Schema] = None
-        with project.training_lock():
+        # everything under the project's lock, announcements included: a PROJECT_DELETED waiting
+        # for the lock never sees a run write into (or push from) a project it removed
+        with project.training_lock() as held:
+            if not held:  # nothing stored (never set up, or deleted): nothing to train, nothing to create
+                log.info("project %s: no state, no training run", project_id)
+                return
             started = time.perf_counter()
             log.info("project %s: training run started%s", project_id, " (sync first)" if sync else "")
             try:
@@ -298,21 +313,21 @@ class Engine:
                 schema = self.schema(project_id)
                 self.events.emit("run_starting", project_id, schema, sync, record)
                 self._fit_and_publish(project, schema, record)
+                if record.get("status") == "published":
+                    self.events.emit("published", project_id, schema, record["version"], record)
             except Exception as exc:  # noqa: BLE001 - recorded, reported; the previous version keeps serving
                 log.exception("project %s: training run failed", project_id)
                 record.update(status="failed", error=f"{type(exc).__name__}: {exc}")
-            log.info("project %s: training run ended: %s in %.2fs", project_id, record.get("status"),
-                     time.perf_counter() - started)
-        if record.get("status") == "published":
-            self.events.emit("published", project_id, schema, record["version"], record)
-        try:
-            record = project.record_run(record)
-        except OSError as exc:
-            log.error("project %s: cannot record the run in MODEL_DIR: %s", project_id, exc)
-        self.events.emit("run_finished", project_id, record, time.perf_counter() - started)
+            seconds = time.perf_counter() - started
+            log.info("project %s: training run ended: %s in %.2fs", project_id, record.get("status"), seconds)
+            try:
+                record = project.record_run(record)
+            except OSError as exc:
+                log.error("project %s: cannot record the run in MODEL_DIR: %s", project_id, exc)
+            self.events.emit("run_finished", project_id, record, seconds)
 
     def _fit_and_publish(self, project: Project, schema: Schema, record: Dict) -> None:
-        labels = [lb for lb in project.store.all() if lb.label in schema.labels]
+        labels = self._training_labels(project, schema)
         classes = {lb.label for lb in labels}
         if len(labels) < self.settings.min_labels or len(classes) < 2:
             record.update(
@@ -362,6 +377,12 @@ class Engine:
         record.update(status="published", version=name, n_labels=len(labels))
         log.info("project %s: published %s (%d labels, %s)", project.id, name, len(labels), metrics)
 
+    @staticmethod
+    def _training_labels(project: Project, schema: Schema) -> List[Label]:
+        """The stored labels of the config's classes, by annotation id: the same labels always
+        train in the same order (a sync re-stamps their times)."""
+        return sorted((lb for lb in project.store.all() if lb.label in schema.labels), key=lambda lb: lb.annotation_id)
+
     def training_fingerprint(self, schema: Schema, labels: Sequence[Label]) -> str:
         """Equal for two runs that would learn the same thing: labels, classes, encoder, recipe."""
         recipe = repr(sorted(asdict(self.train_config).items()))
@@ -374,14 +395,14 @@ class Engine:
         root = self.settings.model_dir / "projects"
         queued = []
         for path in sorted(root.iterdir()) if root.is_dir() else []:
-            if not path.name.isdigit():
+            if path.name.startswith(".") or not path.is_dir():  # temp and trash entries
                 continue
-            project = self.project(path.name)
+            project = self.project(path.name)  # known from now on: /health reports its failed runs
             try:
                 if project.label_count() < self.settings.min_labels or project.label_config is None:
                     continue
                 schema = self.schema(project.id)
-                labels = [lb for lb in project.store.all() if lb.label in schema.labels]
+                labels = self._training_labels(project, schema)
                 current = project.registry.current()
                 trained = project.registry.meta(current).get("fingerprint") if current else None
                 if len(labels) >= self.settings.min_labels and trained != self.training_fingerprint(schema, labels):

@@ -66,6 +66,8 @@ class TrainingCoordinator:
                 sync, state.pending, state.pending_sync = state.pending_sync, False, False
                 state.runs += 1
             with self._slots:
+                if self._closed:  # shut down while this run waited for a slot
+                    continue
                 try:
                     self._train(project_id, sync)
                 except Exception:  # a failed run keeps the previous version serving
@@ -77,7 +79,7 @@ class TrainingCoordinator:
             return bool(state and state.running)
 
     def busy(self) -> int:
-        """Projects with a run going or queued."""
+        """Projects whose run loop is alive (a run going, waiting for a slot, or queued)."""
         with self._cond:
             return sum(s.running for s in self._states.values())
 

@@ -78,7 +78,7 @@ class Project:
             return {}
 
     def write_json(self, name: str, data: Dict) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
+        """Replace a state file of a project that has state (never recreates a removed one)."""
         atomic_write_text(self.root / name, json.dumps(data))
 
     @property
@@ -92,13 +92,18 @@ class Project:
         return outcome
 
     @contextmanager
-    def training_lock(self) -> Iterator[None]:
-        """Exclusive across processes too (gunicorn workers sharing MODEL_DIR)."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root / "train.lock", "w") as fh:
+    def training_lock(self) -> Iterator[bool]:
+        """Exclusive across processes too (workers and replicas sharing MODEL_DIR). Yields False,
+        holding nothing, when the project has no state (or was removed while waiting)."""
+        try:
+            fh = open(self.root / "train.lock", "w")
+        except FileNotFoundError:
+            yield False
+            return
+        with fh:
             fcntl.flock(fh, fcntl.LOCK_EX)
             try:
-                yield
+                yield self.exists
             finally:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 

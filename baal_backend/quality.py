@@ -2,10 +2,11 @@
 
 The split is by task, not by label: two annotators of one task land on the same side, so a text
 never is both trained on and measured. It works for any number of classes and labels: a held-out
-slice (one fold of stratified group folds) when it would hold at least `MIN_EVAL` tasks, k-fold
-cross-validation below that, no metric (with the reason) below 4 tasks or with EVAL_FRACTION=0.
-Stratification is best effort: a class with one label cannot be in every fold, and that costs
-the metric a little, never the run.
+slice of EVAL_FRACTION of the tasks when it holds at least `MIN_EVAL` of them, k-fold
+cross-validation below that (unless the caller allows no folds: fine-tuning k more models is too
+dear), no metric (with the reason) below 4 tasks or with EVAL_FRACTION=0. Stratification is best
+effort: where the classes are too thin to stratify, the split is plain; that costs the metric a
+little, never the run.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 from sklearn.metrics import accuracy_score, f1_score
-from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
+from sklearn.model_selection import GroupKFold, StratifiedGroupKFold, train_test_split
 
 MIN_EVAL = 20  # tasks in a held-out slice; below this a slice is too noisy, so k-fold
 MIN_TASKS = 4  # below this, no metric at all
@@ -34,7 +35,7 @@ class Plan:
     reason: Optional[str] = None
 
 
-def plan(y: np.ndarray, groups: Sequence[int], fraction: float, seed: int) -> Plan:
+def plan(y: np.ndarray, groups: Sequence[int], fraction: float, seed: int, max_folds: int = MAX_FOLDS) -> Plan:
     """Split labels `y` (grouped by task id) to measure a version trained on them."""
     if fraction <= 0:
         return Plan("none", reason="EVAL_FRACTION=0 turns held-out quality off")
@@ -43,10 +44,25 @@ def plan(y: np.ndarray, groups: Sequence[int], fraction: float, seed: int) -> Pl
     if n_tasks < MIN_TASKS:
         return Plan("none", reason=f"{n_tasks} labeled tasks; held-out quality needs at least {MIN_TASKS}")
     if round(n_tasks * fraction) >= MIN_EVAL:
-        k = max(2, int(round(1 / fraction)))
-        return Plan("holdout", [_folds(y, groups, k, seed)[0]])
-    k = min(MAX_FOLDS, n_tasks)
+        return Plan("holdout", [_holdout(y, groups, fraction, seed)])
+    if max_folds < 2:
+        return Plan("none", reason=f"{n_tasks} labeled tasks: a held-out slice of {fraction:g} would hold fewer "
+                                   f"than {MIN_EVAL}, and this mode measures on a slice only")
+    k = min(max_folds, n_tasks)
     return Plan(f"{k}-fold cv", _folds(y, groups, k, seed))
+
+
+def _holdout(y: np.ndarray, groups: np.ndarray, fraction: float, seed: int) -> Split:
+    """`fraction` of the tasks held out, stratified by class when every class can be split."""
+    tasks, first = np.unique(groups, return_index=True)
+    task_class = y[first]
+    n_eval = int(round(len(tasks) * fraction))
+    classes, counts = np.unique(task_class, return_counts=True)
+    fits = counts.min() >= 2 and min(n_eval, len(tasks) - n_eval) >= len(classes)
+    train_tasks, eval_tasks = train_test_split(tasks, test_size=n_eval, random_state=seed,
+                                               stratify=task_class if fits else None)
+    held = np.isin(groups, eval_tasks)
+    return np.flatnonzero(~held), np.flatnonzero(held)
 
 
 def _folds(y: np.ndarray, groups: np.ndarray, k: int, seed: int) -> List[Split]:

@@ -16,12 +16,12 @@ import threading
 import time
 import uuid
 from collections import Counter
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Dict, Iterator, List, Optional
+from typing import Callable, Dict, List, Optional
 
 UNTRAINED = "v0000"  # the base model before any training run of this project
 META = "meta.json"
+BROKEN = "broken.json"  # beside the meta of a version that failed to load
 _NAME = re.compile(r"^v(\d{4,})-\d{8}-\d{6}$")
 
 
@@ -70,11 +70,23 @@ class Registry:
         return len(strays)
 
     def list(self) -> List[str]:
-        """Complete versions, oldest first."""
+        """Complete, usable versions, oldest first."""
+        return [name for name in self._complete() if not (self.versions_dir / name / BROKEN).exists()]
+
+    def _complete(self) -> List[str]:
+        """Every completely written version, broken ones included, oldest first."""
         if not self.versions_dir.exists():
             return []
         names = [p.name for p in self.versions_dir.iterdir() if _NAME.match(p.name) and (p / META).exists()]
         return sorted(names, key=version_number)
+
+    def mark_broken(self, name: str, reason: str) -> None:
+        """`name` cannot be loaded: never serve it again (in any process); `current` falls back
+        to the newest usable version."""
+        try:
+            (self.versions_dir / name / BROKEN).write_text(json.dumps({"reason": reason}))
+        except OSError:
+            pass  # read-only MODEL_DIR: this process still refuses it
 
     def pin(self, name: str) -> None:
         """Keep `name` from being pruned (it is being loaded or served) until `unpin`."""
@@ -87,19 +99,11 @@ class Registry:
             if self._pinned[name] <= 0:
                 del self._pinned[name]
 
-    @contextmanager
-    def pinned(self, name: str) -> Iterator[None]:
-        self.pin(name)
-        try:
-            yield
-        finally:
-            self.unpin(name)
-
     def current(self) -> Optional[str]:
         """The version to serve, or None before the first training run."""
         try:
             name = json.loads(self.pointer.read_text())["version"]
-            if (self.versions_dir / name / META).exists():
+            if (self.versions_dir / name / META).exists() and not (self.versions_dir / name / BROKEN).exists():
                 return name
         except (OSError, ValueError, KeyError):
             pass
@@ -115,7 +119,7 @@ class Registry:
     def publish(self, save: Callable[[Path], None], meta: Dict) -> str:
         """Write a new version with `save(dir)`, make it current, prune old ones; return its name."""
         with self._lock:
-            existing = self.list()
+            existing = self._complete()
             number = (version_number(existing[-1]) if existing else 0) + 1
             name = f"v{number:04d}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
             tmp = self.versions_dir / f".tmp-{uuid.uuid4().hex}"

@@ -40,6 +40,8 @@ def post_worker_init(worker: Any) -> None:
 
 def worker_exit(server: Any, worker: Any) -> None:
     engine = _engine(worker)
+    if engine is None or not getattr(worker, "booted", False):
+        return  # the worker never came up (bad settings): gunicorn reports the boot error and stops
     finished = True
     if engine is not None and engine.jobs.busy():
         log.info("stopping: waiting up to %.0f s for the running training run", GRACE_SECONDS)

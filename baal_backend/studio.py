@@ -16,20 +16,30 @@ from .schema import Schema
 log = logging.getLogger(__name__)
 
 
+MAX_ID = 2**63 - 1  # SQLite's INTEGER, and Label Studio's bigint
+
+
 class RequestError(ValueError):
     """A request from Label Studio lacks something the backend needs."""
 
 
+#: A project as Label Studio names it: `1`, or `"1.1795516926"` (id and creation time) in /setup
+#: and /predict. Ids are positive and below 2**63.
+_PROJECT = re.compile(r"([1-9][0-9]{0,17})(\.[0-9]{1,20})?")
+
+
 def project_id(value: Any) -> str:
-    """Label Studio names a project as `"1.1795516926"` (/setup, /predict), `1` or `{"id": 1}`."""
+    """The project id of `"1.1795516926"` (/setup, /predict), `1`, `"1"` or `{"id": 1}`."""
     if isinstance(value, dict):
         value = value.get("id")
-    if isinstance(value, bool) or value is None:
+    if value is None:
         raise RequestError("the request names no project")
-    text = str(value).split(".", 1)[0].strip()
-    if not text.isdigit():
-        raise RequestError(f"project {value!r} is not a Label Studio project id")
-    return str(int(text))
+    match = _PROJECT.fullmatch(value.strip()) if isinstance(value, str) else None
+    if isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MAX_ID:
+        return str(value)
+    if match is None:
+        raise RequestError(f"project {value!r:.40} is not a Label Studio project id")
+    return match.group(1)
 
 
 def task_text(task: Any, schema: Schema) -> str:
@@ -105,11 +115,11 @@ def html_text(markup: str) -> str:
 
 def object_id(value: Any, what: str) -> int:
     """A Label Studio object id (an int, or a string of digits), or `RequestError` naming `what`."""
-    if isinstance(value, int) and not isinstance(value, bool):
+    if isinstance(value, str) and re.fullmatch(r"[0-9]{1,19}", value.strip()):
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_ID:
         return value
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value)
-    raise RequestError(f"{what} must be an integer id, got {value!r:.40}")
+    raise RequestError(f"{what} must be an integer id between 0 and 2**63-1, got {value!r:.40}")
 
 
 def dicts(value: Any) -> List[Dict]:

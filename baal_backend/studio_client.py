@@ -86,6 +86,3 @@ class LabelStudioClient:
         """PATCH project settings, e.g. `model_version` (sort and sample by that version's
         prediction scores) or `sampling` (`UNCERTAINTY_SAMPLING`: the lowest score first)."""
         return self.request("PATCH", f"/api/projects/{project}", json=fields).json()
-
-    def project(self, project: str) -> Dict:
-        return self.request("GET", f"/api/projects/{project}").json()

@@ -18,6 +18,7 @@ from typing import Dict, Set
 
 from .engine import Engine
 from .events import Listener
+from .registry import UNTRAINED
 from .schema import Schema
 from .studio import is_labeled, predictions_json, texts_of
 from .studio_client import UNCERTAINTY_SAMPLING, LabelStudioClient
@@ -62,6 +63,18 @@ class StudioLink(Listener):
             record["push"] = {"status": "failed", "error": _reason(exc)}
             log.warning("project %s: pushing %s's predictions to Label Studio failed: %s", project_id, version,
                         record["push"]["error"])
+
+    def run_finished(self, project_id: str, record: Dict, seconds: float) -> None:
+        """A run that published nothing (skipped, failed) still retries a push that failed
+        before: Label Studio must not keep an old version's scores until the labels change."""
+        if record.get("status") == "published":
+            return
+        current = self.engine.current_version(project_id)
+        if current != UNTRAINED and self.engine.project(project_id).read_json(STATE).get("pushed") != current:
+            try:
+                self.push(project_id, self.engine.schema(project_id))
+            except Exception as exc:  # noqa: BLE001
+                log.warning("project %s: pushing %s to Label Studio failed again: %s", project_id, current, _reason(exc))
 
     def connected(self, project_id: str, schema: Schema) -> None:
         """On /setup: push the current version if Label Studio has not got it (in the background:

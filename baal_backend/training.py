@@ -8,9 +8,8 @@ from __future__ import annotations
 import logging
 import math
 import tempfile
-from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Dict, Iterator, Sequence, Tuple
+from typing import Dict, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -49,13 +48,12 @@ def train_mc_head(emb: np.ndarray, y: np.ndarray, n_classes: int, cfg: TrainConf
     steps_per_epoch = math.ceil(len(x) / cfg.batch_size)
     epochs = max(cfg.epochs, math.ceil(MIN_HEAD_STEPS / steps_per_epoch))
     head.train()
-    with single_thread():
-        for _ in range(epochs):
-            for idx in torch.randperm(len(x), generator=gen).split(cfg.batch_size):
-                loss = torch.nn.functional.cross_entropy(head(x[idx], generator=gen), t[idx])
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
+    for _ in range(epochs):
+        for idx in torch.randperm(len(x), generator=gen).split(cfg.batch_size):
+            loss = torch.nn.functional.cross_entropy(head(x[idx], generator=gen), t[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
     return head.eval()
 
 
@@ -82,29 +80,14 @@ def fit_head(
     return {k: v.numpy() for k, v in head.state_dict().items()}, metrics
 
 
-def measure(y: np.ndarray, groups: Sequence[int], cfg: TrainConfig, predict_fold) -> Dict[str, object]:
+def measure(y: np.ndarray, groups: Sequence[int], cfg: TrainConfig, predict_fold, max_folds: int = quality.MAX_FOLDS
+            ) -> Dict[str, object]:
     """`quality.measure` that never stops a version: if it fails, the metrics say why."""
     try:
-        return quality.measure(quality.plan(y, groups, cfg.eval_fraction, cfg.seed), y, predict_fold)
+        return quality.measure(quality.plan(y, groups, cfg.eval_fraction, cfg.seed, max_folds), y, predict_fold)
     except Exception as exc:  # noqa: BLE001 - a metric is never worth a lost version
         log.warning("held-out quality failed, publishing without it: %s", exc, exc_info=True)
         return {"eval": "failed", "reason": f"{type(exc).__name__}: {exc}"}
-
-
-@contextmanager
-def single_thread() -> Iterator[None]:
-    """Run a small model's training on one thread.
-
-    A 256-unit head gains nothing from torch's intra-op threads, and those threads spin-wait for
-    each other: with another process busy on one of 2 cores, a 20-label retrain took 3-4x longer
-    on 2 threads, and no longer on 1 (`benchmarks/contention.py`).
-    """
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def train_finetune(
@@ -154,5 +137,5 @@ def fit_finetune_with_quality(
         probe = train_finetune(base_model, labels, [texts[i] for i in train], y[train], cfg)
         return probe.predict_proba([texts[i] for i in test], cfg.num_draws).mean(-1).argmax(1)
 
-    metrics = measure(y, groups, cfg, predict_fold)
+    metrics = measure(y, groups, cfg, predict_fold, max_folds=1)  # k-fold would fine-tune k more models
     return train_finetune(base_model, labels, texts, y, cfg), metrics

@@ -89,10 +89,11 @@ def test_bad_setting_stops_start_up_with_a_clear_message(tmp_path):
 def test_sigterm_lets_the_running_run_finish_and_exits_0(tmp_path):
     """Was: SIGTERM ended the worker with SIGABRT ("terminate called without an active exception")."""
     log = tmp_path / "server.log"
-    server = Server(tmp_path / "models", log, EPOCHS="3000", MIN_LABELS="10")
+    # one slow fit (no quality probes): about 6 s, well inside the 20 s grace period
+    server = Server(tmp_path / "models", log, EPOCHS="6000", EVAL_FRACTION="0", MIN_LABELS="10")
     for event in sentiment_events(1, 10):
         requests.post(f"{server.url}/webhook", json=event, timeout=5)
-    time.sleep(1.5)  # runs before the 10th label skip at once; the one on all 10 takes ~15 s
+    time.sleep(1.5)  # runs before the 10th label skip at once; the one on all 10 takes ~6 s
     assert requests.get(f"{server.url}/versions", params={"project": 1}, timeout=5).json()["training"]
     os.killpg(server.proc.pid, signal.SIGTERM)  # as a supervisor or `docker stop` would
     assert server.proc.wait(60) == 0
@@ -100,3 +101,24 @@ def test_sigterm_lets_the_running_run_finish_and_exits_0(tmp_path):
     assert "terminate called" not in text and "SIGABRT" not in text
     assert "published v0001" in text and list((tmp_path / "models" / "projects" / "1" / "versions").iterdir())
     server.stop()
+
+
+def test_a_worker_that_cannot_boot_stops_gunicorn(tmp_path):
+    """`gunicorn _wsgi:app` with a bad setting stops with gunicorn's boot error (3), instead of
+    restarting the worker forever."""
+    gunicorn = Path(sys.executable).parent / "gunicorn"
+    proc = subprocess.run([str(gunicorn), "-b", f"127.0.0.1:{free_port()}", "_wsgi:app"], cwd=ROOT, timeout=120,
+                          capture_output=True, text=True,
+                          env={**os.environ, "HEURISTIC": "bold", "MODEL_DIR": str(tmp_path)})
+    assert proc.returncode == 3, proc.stderr[-2000:]
+    assert "HEURISTIC='bold' is not one of" in proc.stderr
+
+
+def test_start_up_line_says_what_is_on_and_never_the_token(tmp_path):
+    secret = "s3cr3t-token-0123456789abcdef"
+    server = Server(tmp_path / "models", tmp_path / "server.log", LABEL_STUDIO_URL=f"http://127.0.0.1:{free_port()}",
+                    LABEL_STUDIO_API_KEY=secret)
+    server.stop()
+    text = (tmp_path / "server.log").read_text()
+    assert "Label Studio sync/push: on (http://127.0.0.1:" in text and "sampling switch on" in text
+    assert secret not in text

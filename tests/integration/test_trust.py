@@ -157,8 +157,10 @@ def test_a_version_of_another_encoder_is_never_served(make_app, tmp_path):
     client = make_app(MIN_LABELS=10)
     _send(client, sentiment_events(1, 12))
     trained = client.engine.current_version("1")
-    for hidden in (32, 384):  # another size, then the same size with other weights
-        other = tiny_bert(tmp_path / f"bert-{hidden}", hidden=hidden)
+    # another size; the same size with other weights; MiniLM itself with one deep layer nudged
+    encoders = [(tiny_bert(tmp_path / "bert-32", hidden=32), 32), (tiny_bert(tmp_path / "bert-384", hidden=384), 384),
+                (_nudged_minilm(tmp_path / "minilm-nudged"), 384)]
+    for other, hidden in encoders:
         switched = make_app(model_dir=client.engine.settings.model_dir, BASELINE_MODEL_NAME=str(other), MIN_LABELS=10)
         resp = switched.post("/predict", json={"project": "1.1", "tasks": [task(i, f"I love it {i}") for i in range(3)]})
         assert resp.status_code == 200
@@ -170,6 +172,92 @@ def test_a_version_of_another_encoder_is_never_served(make_app, tmp_path):
         meta = switched.engine.project("1").registry.meta(retrained)
         assert meta["encoder"]["dim"] == hidden and meta["encoder"]["id"] == switched.engine.encoder.identity
         trained = retrained
+
+
+def _nudged_minilm(path):
+    from transformers import AutoModel, AutoTokenizer
+
+    from baal_backend.settings import default_model_path
+
+    model = AutoModel.from_pretrained(default_model_path())
+    with torch.no_grad():
+        model.encoder.layer[-1].output.dense.weight[0, 0] += 1e-3
+    model.save_pretrained(path)
+    AutoTokenizer.from_pretrained(default_model_path()).save_pretrained(path)
+    return path
+
+
+def test_a_version_that_cannot_be_loaded_is_refused_not_a_500(make_app):
+    """Was: only a vanished version was handled; a corrupt one answered 500 on every /predict."""
+    client = make_app(MIN_LABELS=10)
+    _send(client, sentiment_events(1, 12))
+    broken = client.engine.current_version("1")
+    previous = [v for v in client.engine.project("1").registry.list() if v != broken]
+    (client.engine.project("1").registry.path(broken) / "head.pt").write_bytes(b"not a checkpoint")
+    restarted = make_app(model_dir=client.engine.settings.model_dir, MIN_LABELS=10)
+    resp = restarted.post("/predict", json={"project": "1.1", "tasks": [task(1, "I love it")]})
+    assert resp.status_code == 200
+    assert resp.json["results"][0]["model_version"] == (previous[-1] if previous else "v0000")  # the last good one
+    assert restarted.engine.jobs.wait_idle("1", 120)  # the refusal queued a retrain
+    assert restarted.engine.current_version("1") != broken
+    assert restarted.post("/predict", json={"project": "1.1", "tasks": [task(1, "I love it")]}).json[
+        "results"][0]["model_version"] == restarted.engine.current_version("1")
+
+
+def test_a_version_from_before_encoder_identities_still_serves(make_app):
+    """Versions published before the encoder digest existed name their base model only: served
+    when that name is the current one (no forced retrain on upgrade)."""
+    import json
+
+    client = make_app(MIN_LABELS=10)
+    _send(client, sentiment_events(1, 12))
+    version = client.engine.current_version("1")
+    meta_file = client.engine.project("1").registry.path(version) / "meta.json"
+    meta = json.loads(meta_file.read_text())
+    del meta["encoder"]
+    meta_file.write_text(json.dumps(meta))
+    restarted = make_app(model_dir=client.engine.settings.model_dir, MIN_LABELS=10)
+    results = restarted.post("/predict", json={"project": "1.1", "tasks": [task(1, "I love it")]}).json["results"]
+    assert results[0]["model_version"] == version and results[0]["result"]
+
+
+def test_predictions_of_a_version_with_a_removed_class_are_renormalised(make_app):
+    """Between the config edit and the retrain, the old 3-class version serves 2-class rows that
+    sum to 1: the margin score is exactly 2p - 1."""
+    three = label_config(["Positive", "Negative", "Neutral"], from_name="sentiment")
+    client = make_app(MIN_LABELS=10, HEURISTIC="margin", EPOCHS=20000, EVAL_FRACTION=0)  # the retrain takes a while
+    events = sentiment_events(1, 12)
+    for event in events:
+        event["project"]["label_config"] = three
+    _send(client, events)
+    old = client.engine.current_version("1")
+    resp = client.post("/predict", json={"project": "1.1", "label_config": SENTIMENT,
+                                         "tasks": [task(1, "I love it"), task(2, "it is a chair")]})
+    for res in resp.json["results"]:
+        assert res["model_version"] == old  # the retrain on 2 classes is still going
+        p = res["result"][0]["score"]
+        assert res["score"] == pytest.approx(2 * p - 1, abs=1e-5)
+    assert client.engine.jobs.is_training("1")
+
+
+def test_a_late_annotation_webhook_never_reverts_a_config_edit(make_app):
+    three = label_config(["Positive", "Negative", "Neutral"], from_name="sentiment")
+    client = make_app(MIN_LABELS=100)
+    assert client.post("/setup", json={"project": "1.1", "schema": SENTIMENT}).status_code == 200
+    client.post("/webhook", json={"action": "PROJECT_UPDATED", "project": {"id": 1, "label_config": three}})
+    client.post("/webhook", json=sentiment_events(1, 1)[0])  # saved before the edit: carries the 2-class config
+    assert client.engine.schema("1").labels == ("Positive", "Negative", "Neutral")
+
+
+def test_ids_beyond_sqlite_integers_are_refused_with_a_reason(make_app):
+    client = make_app(MIN_LABELS=100)
+    _send(client, sentiment_events(1, 1))
+    huge = annotation_event(1, SENTIMENT, 2**70, "I love it", "Positive", 2**64)
+    for body in (huge, {"action": "TASKS_DELETED", "project": {"id": 1}, "tasks": [{"id": 2**70}]},
+                 {"action": "ANNOTATION_DELETED", "project": {"id": 1}, "annotation": {"id": 2**70}}):
+        resp = client.post("/webhook", json=body)
+        assert resp.status_code == 400 and "2**63-1" in resp.json["error"]
+    assert client.engine.project("1").store.count() == 1
 
 
 def test_one_task_alone_gets_a_neutral_score(make_app):

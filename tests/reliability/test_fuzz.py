@@ -132,6 +132,38 @@ class Fuzz(RuleBasedStateMachine):
         resp = self._post("/predict", {"project": f"{self.project}.1", "label_config": CONFIG, "tasks": items})
         assert resp.status_code == 200 and len(resp.json["results"]) == len(items)
 
+    @rule(action=st.sampled_from(["ANNOTATION_CREATED", "ANNOTATION_DELETED", "TASKS_DELETED"]),
+          ident=st.one_of(st.integers(), st.floats(allow_nan=False), texts, st.none(), st.booleans()))
+    def odd_ids(self, action, ident):
+        """Ids of any size and type, against this machine's own project."""
+        body = {"action": action, "project": {"id": self.project, "label_config": CONFIG},
+                "annotation": {"id": ident, "task": ident, "result": [
+                    {"from_name": "intent", "to_name": "text", "type": "choices", "value": {"choices": ["alpha"]}}]},
+                "task": {"id": ident, "data": {"text": "odd id"}}, "tasks": [{"id": ident}]}
+        resp = self._post("/webhook", body)
+        if isinstance(ident, str) and ident.strip().isdigit():  # Label Studio ids may come as strings
+            ident = int(ident)
+        valid = isinstance(ident, int) and not isinstance(ident, bool) and 0 <= ident < 2**63
+        if resp.status_code == 200 and valid:
+            if action == "ANNOTATION_CREATED":
+                self.mirror[ident] = (ident, "alpha")
+            elif action == "ANNOTATION_DELETED":
+                self.mirror.pop(ident, None)
+            else:
+                self.mirror = {a: (t, lb) for a, (t, lb) in self.mirror.items() if t != ident}
+        else:
+            assert resp.status_code == 400, (ident, resp.status_code)
+
+    @rule(value=st.one_of(texts, st.integers(), json_values))
+    def odd_project(self, value):
+        """Project names of any shape: refused with a 400, never a 5xx, never a folder."""
+        query = value if isinstance(value, str) else json.dumps(value)
+        query = query.encode("utf-8", "replace").decode()  # a URL cannot carry a lone surrogate
+        resp = client().get("/versions", query_string={"project": query})
+        STATS["requests"] += 1
+        assert resp.status_code < 500, (value, resp.status_code)
+        self._post("/webhook", {"action": "START_TRAINING", "project": {"id": value}})
+
     @invariant()
     def store_mirrors_the_events(self):
         project = _APP["engine"].project(str(self.project)) if "engine" in _APP else None

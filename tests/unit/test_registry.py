@@ -79,9 +79,21 @@ def test_pruning_spares_a_version_being_loaded_or_served(tmp_path):
     """Regression: with KEEP_VERSIONS=1 a publish deleted the version another thread was loading."""
     reg = Registry(tmp_path, keep=1)
     first = reg.publish(_save("1"), {})
-    with reg.pinned(first):
-        second = reg.publish(_save("2"), {})
-        assert reg.list() == [first, second]
-        assert (reg.path(first) / "weights.bin").read_text() == "1"
+    reg.pin(first)
+    second = reg.publish(_save("2"), {})
+    assert reg.list() == [first, second]
+    assert (reg.path(first) / "weights.bin").read_text() == "1"
+    reg.unpin(first)
     third = reg.publish(_save("3"), {})
     assert reg.list() == [third]
+
+
+def test_a_broken_version_is_skipped_and_never_renumbered(tmp_path):
+    reg = Registry(tmp_path)
+    good = reg.publish(_save("good"), {})
+    bad = reg.publish(_save("bad"), {})
+    reg.mark_broken(bad, "cannot be loaded")
+    assert reg.current() == good and reg.list() == [good]
+    assert Registry(tmp_path).current() == good  # every process sees it
+    third = reg.publish(_save("3"), {})
+    assert version_number(third) == 3 and reg.current() == third
