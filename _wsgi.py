@@ -4,44 +4,48 @@
   `python _wsgi.py --host H --port P` and `label-studio-ml start .` all serve the same app through
   gunicorn: the Werkzeug dev server pinned by label-studio-ml is never used.
 * Settings come from the environment (`baal_backend.settings`); `--model-dir` overrides MODEL_DIR.
+* With BASIC_AUTH_USER / BASIC_AUTH_PASS every route asks for them, except `GET /health`, which
+  answers anyone `{"status": "UP"}` and shows its details only to an authorized caller.
 """
 from __future__ import annotations
 
 import argparse
+import base64
+import hmac
 import logging
 import time
+import uuid
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
-from flask import Flask, jsonify, request
+from flask import Flask, Response, g, jsonify, request
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from werkzeug.exceptions import HTTPException
 
-from baal_backend import serving
-from baal_backend.engine import Engine, StateError
+from baal_backend import logs, serving
+from baal_backend.engine import StateError
 from baal_backend.schema import SchemaError
 from baal_backend.settings import Settings, SettingsError
 from baal_backend.studio import RequestError, project_id
-from baal_backend.studio_client import LabelStudioClient
-from baal_backend.studio_link import StudioLink
-from label_studio_baal_hf import BaalTextClassifier
+from baal_backend.wiring import build_engine
+from label_studio_baal_hf import HANDLED_EVENTS, BaalTextClassifier
 
 log = logging.getLogger("baal_backend.http")
 
-
-def build_engine(settings: Settings) -> Engine:
-    """The engine, subscribed to by the Label Studio link when credentials are set."""
-    engine = Engine(settings)
-    if settings.label_studio_enabled:
-        client = LabelStudioClient(settings.label_studio_url, settings.label_studio_api_key)
-        engine.events.subscribe(StudioLink(engine, client, set_sampling=settings.label_studio_set_sampling))
-    return engine
+PUBLIC = ("/health", "/")  # the documented unauthenticated health route (and its alias)
 
 
-def create_app(settings: Optional[Settings] = None, engine: Optional[Engine] = None) -> Flask:
-    """Build the Flask app around one engine (made from the environment when not given)."""
+class LimitError(RequestError):
+    """A request over one of the limits (MAX_TASKS, ...): 422 naming the limit."""
+
+
+def create_app(settings: Optional[Settings] = None) -> Flask:
+    """Build the Flask app around one engine, made from `settings` (the environment by default)."""
     settings = settings or Settings.from_env()
-    engine = engine or build_engine(settings)
+    engine, metrics = build_engine(settings)
     app = Flask(__name__)
     app.config["ENGINE"] = engine
+    app.config["MAX_CONTENT_LENGTH"] = int(settings.max_request_mb * 2**20)  # 413 above it
 
     def body() -> Dict[str, Any]:
         try:
@@ -54,6 +58,39 @@ def create_app(settings: Optional[Settings] = None, engine: Optional[Engine] = N
 
     def model_for(project: Any, label_config: Optional[str], current: bool = True) -> BaalTextClassifier:
         return BaalTextClassifier(engine, project, label_config, config_is_current=current)
+
+    def authorized() -> bool:
+        return not settings.auth_enabled or _basic_auth_ok(
+            request.headers.get("Authorization", ""), settings.basic_auth_user, settings.basic_auth_pass)
+
+    @app.before_request
+    def guard() -> Optional[Tuple[Any, int, Dict[str, str]]]:
+        g.request_id = (request.headers.get("X-Request-ID") or uuid.uuid4().hex[:12])[:64]
+        g.log_token = logs.request_id.set(g.request_id)
+        g.started = time.perf_counter()
+        if request.path not in PUBLIC and not authorized():
+            log.warning("%s %s: 401 (no or wrong basic auth credentials)", request.method, request.path)
+            return jsonify({"error": "authentication required"}), 401, {"WWW-Authenticate": 'Basic realm="baal"'}
+        return None
+
+    @app.after_request
+    def stamp(response: Response) -> Response:
+        response.headers["X-Request-ID"] = g.get("request_id", "-")
+        if request.path == "/predict" and response.status_code == 200:
+            metrics.predict_seconds.observe(time.perf_counter() - g.started)
+        elif request.path == "/webhook":
+            metrics.webhooks.labels(g.get("action", "NONE"), str(response.status_code)).inc()
+        return response
+
+    @app.teardown_request
+    def forget(exc: Optional[BaseException]) -> None:
+        if "log_token" in g:
+            logs.request_id.reset(g.log_token)
+
+    @app.errorhandler(LimitError)
+    def over_limit(exc: Exception) -> Tuple[Any, int]:
+        log.warning("%s %s: 422 %s", request.method, request.path, exc)
+        return jsonify({"error": str(exc)}), 422
 
     @app.errorhandler(RequestError)
     def bad_request(exc: Exception) -> Tuple[Any, int]:
@@ -70,24 +107,33 @@ def create_app(settings: Optional[Settings] = None, engine: Optional[Engine] = N
         log.error("%s %s: %s", request.method, request.path, exc)
         return jsonify({"error": str(exc)}), 503
 
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> Tuple[Any, int]:  # werkzeug's own 404, 405, 413 ...
+        if exc.code == 413:
+            message = f"the request body is larger than {settings.max_request_mb:g} MB (MAX_REQUEST_MB)"
+        else:
+            message = exc.description or exc.name
+        return jsonify({"error": message}), exc.code
+
     @app.errorhandler(Exception)
     def failure(exc: Exception) -> Tuple[Any, int]:
-        code = getattr(exc, "code", None)
-        if isinstance(code, int) and 400 <= code < 500:  # werkzeug's own 404, 405 ...
-            return jsonify({"error": str(exc)}), code
         log.exception("request to %s failed", request.path)
-        return jsonify({"error": f"internal error ({type(exc).__name__}); the server log has the details"}), 500
+        return jsonify({"error": f"internal error ({type(exc).__name__}); the server log has the details, "
+                                 f"request id {g.get('request_id', '-')}"}), 500
 
     @app.route("/", methods=["GET"])
     @app.route("/health", methods=["GET"])
     def health():
-        """UP while the server answers; `problems` and `failed_runs` say what needs a look."""
-        return jsonify({
-            "status": "UP",
-            "model_class": BaalTextClassifier.__name__,
-            "problems": sorted(engine.problems.values()),
-            "failed_runs": engine.failed_runs(),
-        })
+        """UP while the server answers. To an authorized caller (anyone without BASIC_AUTH_*):
+        `problems` (what needs fixing) and `failed_runs` (projects whose last run failed)."""
+        status: Dict[str, Any] = {"status": "UP", "model_class": BaalTextClassifier.__name__}
+        if authorized():
+            status.update(problems=sorted(engine.problems.values()), failed_runs=engine.failed_runs())
+        return jsonify(status)
+
+    @app.route("/metrics", methods=["GET"])
+    def prometheus_metrics():
+        return Response(generate_latest(metrics.registry), content_type=CONTENT_TYPE_LATEST)
 
     @app.route("/setup", methods=["POST"])
     def setup():
@@ -100,13 +146,17 @@ def create_app(settings: Optional[Settings] = None, engine: Optional[Engine] = N
         tasks = data.get("tasks")
         if not isinstance(tasks, list):
             raise RequestError("'tasks' must be a list of tasks")
+        if len(tasks) > settings.max_tasks:
+            raise LimitError(f"{len(tasks)} tasks in one request; the limit is {settings.max_tasks} (MAX_TASKS): "
+                             "select fewer tasks, or let the backend push predictions itself (LABEL_STUDIO_URL)")
         project = data.get("project")
         if project is None and tasks and isinstance(tasks[0], dict):
             project = tasks[0].get("project")
         model = model_for(project, data.get("label_config"))
-        started = time.perf_counter()
         results = model.predict(tasks)
-        log.info("project %s: predicted %d tasks in %.2fs", model.project, len(tasks), time.perf_counter() - started)
+        scored = sum(r["score"] is not None for r in results)
+        metrics.texts_scored.inc(scored)
+        log.info("project %s: predicted %d tasks in %.2fs", model.project, len(tasks), time.perf_counter() - g.started)
         version = results[0]["model_version"] if results else model.model_version
         return jsonify({"results": results, "model_version": version})
 
@@ -116,6 +166,7 @@ def create_app(settings: Optional[Settings] = None, engine: Optional[Engine] = N
         action = data.get("action")
         if not isinstance(action, str):
             raise RequestError("the webhook has no 'action'")
+        g.action = action if action in HANDLED_EVENTS else "OTHER"  # bounded metric labels
         project = data.get("project")
         config = project.get("label_config") if isinstance(project, dict) else None
         # a config edit arrives as PROJECT_UPDATED; other events carry the config of their moment
@@ -125,17 +176,32 @@ def create_app(settings: Optional[Settings] = None, engine: Optional[Engine] = N
     def versions():
         data = body() if request.method == "POST" else dict(request.args)
         pid = project_id(data.get("project"))
+        project = engine.project(pid)
         details = engine.versions(pid)
         return jsonify({
             "versions": [v["version"] for v in details],
             "current": engine.current_version(pid),
             "details": details,
             "training": engine.jobs.is_training(pid),
-            "labels": engine.project(pid).label_count(),
-            "last_run": engine.project(pid).last_run,
+            "labels": project.label_count(),
+            "last_run": project.last_run,
         })
 
     return app
+
+
+def _basic_auth_ok(header: str, user: Optional[str], password: Optional[str]) -> bool:
+    """`Authorization: Basic ...` carries these credentials (compared in constant time)."""
+    scheme, _, encoded = header.partition(" ")
+    if scheme.lower() != "basic" or not user or not password:
+        return False
+    try:
+        given_user, _, given_password = base64.b64decode(encoded.strip(), validate=True).decode("utf-8").partition(":")
+    except (ValueError, UnicodeDecodeError):
+        return False
+    user_ok = hmac.compare_digest(given_user.encode(), user.encode())
+    password_ok = hmac.compare_digest(given_password.encode(), password.encode())
+    return user_ok and password_ok
 
 
 def _serve(app: Flask, host: str, port: int, threads: int) -> None:
@@ -159,10 +225,6 @@ def _serve(app: Flask, host: str, port: int, threads: int) -> None:
     _Server().run()
 
 
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(level=level, format="[%(asctime)s] [%(levelname)s] [%(name)s] %(message)s")
-
-
 def main(argv: Optional[list] = None) -> None:
     parser = argparse.ArgumentParser(description="Bayesian active-learning ML backend for Label Studio")
     parser.add_argument("-p", "--port", type=int, default=9090)
@@ -173,14 +235,14 @@ def main(argv: Optional[list] = None) -> None:
     parser.add_argument("--threads", type=int, default=8, help="request threads")
     # Accepted for compatibility with label-studio-ml's generated _wsgi.py; settings come from env.
     parser.add_argument("--kwargs", "--with", dest="kwargs", nargs="+", default=None, help=argparse.SUPPRESS)
-    parser.add_argument("--check", action="store_true", help="validate settings and exit")
+    parser.add_argument("--check", action="store_true", help="validate settings, print them (credentials masked), exit")
     args = parser.parse_args(argv)
     level = "DEBUG" if args.debug else args.log_level and args.log_level.upper()
     try:
         settings = Settings.from_env(model_dir=Path(args.model_dir) if args.model_dir else None, log_level=level)
     except SettingsError as exc:
         raise SystemExit(f"configuration error: {exc}") from None
-    _configure_logging(settings.log_level)
+    logs.configure(settings.log_level)
     if args.kwargs:
         log.warning("--with/--kwargs are ignored: configure the backend with environment variables")
     if args.check:
@@ -201,7 +263,7 @@ def __getattr__(name: str) -> Flask:
         raise AttributeError(name)
     if _app is None:
         settings = Settings.from_env()
-        _configure_logging(settings.log_level)
+        logs.configure(settings.log_level)
         log.info("starting: %s", settings.describe())
         _app = create_app(settings)
     return _app

@@ -1,4 +1,4 @@
-"""Command line: `python -m baal_backend serve|simulate ...`."""
+"""Command line: `python -m baal_backend serve|worker|simulate ...`."""
 from __future__ import annotations
 
 import argparse
@@ -59,10 +59,38 @@ def _serve(args: argparse.Namespace, rest: List[str]) -> int:
     return 0
 
 
+def _worker(args: argparse.Namespace) -> int:
+    """The RQ training worker: trains what every replica queues (REDIS_URL), one job at a time."""
+    import threading
+
+    from . import logs, rq_runner, trainer_process
+    from .settings import Settings, SettingsError
+    from .wiring import build_engine
+
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    if not settings.redis_url:
+        print("configuration error: the worker needs REDIS_URL (the queue the web replicas fill)", file=sys.stderr)
+        return 2
+    logs.configure(settings.log_level)
+    logging.getLogger(__name__).info("training worker: %s", settings.describe())
+    engine, _ = build_engine(settings, worker=True)
+    if settings.train_mode == "head":
+        trainer_process.start()
+    threading.Thread(target=engine.resume, name="resume", daemon=True).start()
+    rq_runner.run_worker(engine)
+    trainer_process.shutdown()
+    return 0
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m baal_backend")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("serve", help="serve the ML backend (same options as _wsgi.py)", add_help=False)
+    sub.add_parser("worker", help="train for the RQ queue in Redis (REDIS_URL), beside the web replicas")
 
     sim = sub.add_parser("simulate", help="active-learning simulation on a labelled data set")
     sim.add_argument("--data", required=True, help="CSV/TSV/JSONL file, CLINC-style JSON, or built-in: clinc150, bbc")
@@ -92,6 +120,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     logging.basicConfig(level=logging.WARNING)
     if args.command == "serve":
         return _serve(args, rest)
+    if args.command == "worker":
+        return _worker(args)
     if rest:
         parser.error(f"unrecognised arguments: {' '.join(rest)}")
     return _simulate(args)

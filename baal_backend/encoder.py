@@ -15,6 +15,17 @@ import torch
 from .hf import load_base_model, load_tokenizer
 
 
+#: No token is longer than this many characters: a text cut at `max_length` times it still fills
+#: `max_length` tokens, and the tokenizer never reads megabytes it would throw away.
+CHARS_PER_TOKEN = 24
+
+
+def clip(texts: Sequence[str], max_length: int) -> List[str]:
+    """Texts cut to what `max_length` tokens can hold, before tokenizing."""
+    limit = max_length * CHARS_PER_TOKEN
+    return [t[:limit] for t in texts]
+
+
 def length_sorted_batches(texts: Sequence[str], batch_size: int) -> Iterator[List[int]]:
     """Index batches of similar length, so dynamic padding wastes little compute."""
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
@@ -62,6 +73,7 @@ class Encoder:
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Embeddings [n, dim] (float32) for `texts`, computing only the ones not cached."""
+        texts = clip(texts, self.max_length)
         keys = [self._key(t) for t in texts]
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         missing: List[int] = []

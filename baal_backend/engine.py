@@ -62,7 +62,12 @@ class Engine:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.events = Events()
-        self.jobs = TrainingCoordinator(self._train)
+        if settings.redis_url:
+            from .rq_runner import RedisTrainingQueue
+
+            self.jobs = RedisTrainingQueue(settings.redis_url, settings.rq_queue)
+        else:
+            self.jobs = TrainingCoordinator(self.train)
         self.train_config = TrainConfig(
             mode=settings.train_mode,
             epochs=settings.epochs,
@@ -77,7 +82,8 @@ class Engine:
         self._base: Dict[Tuple[str, ...], Optional[Classifier]] = {}
         self._refused: Dict[Tuple[str, str], str] = {}  # (project, version) -> why it is not served
         self._encoder: Optional[Encoder] = None
-        self._lock = threading.RLock()
+        self._lock = threading.RLock()  # the project table
+        self._model_lock = threading.RLock()  # loading shared models
         self._rng = np.random.default_rng()
         self.problems: Dict[str, str] = {}
         self._check_model_dir()
@@ -85,17 +91,28 @@ class Engine:
     # --- shared resources -------------------------------------------------------------
     @property
     def encoder(self) -> Encoder:
-        with self._lock:
+        with self._model_lock:  # not self._lock: loading takes a while, and webhooks need projects meanwhile
             if self._encoder is None:
                 self._encoder = Encoder(self.settings.baseline_model_name, max_length=self.settings.max_length)
             return self._encoder
 
     def project(self, project_id: str) -> Project:
+        """The project's state. Only projects with state on disk are kept in memory: requests
+        for unknown ids (a read, a refused config) leave nothing behind, here or on disk."""
         with self._lock:
-            if project_id not in self._projects:
+            project = self._projects.get(project_id)
+            if project is None:
                 root = self.settings.model_dir / "projects" / project_id
-                self._projects[project_id] = Project(project_id, root, self.settings.keep_versions)
-            return self._projects[project_id]
+                project = Project(project_id, root, self.settings.keep_versions)
+                if project.exists:
+                    self._projects[project_id] = project
+            return project
+
+    def current_versions(self) -> Dict[str, str]:
+        """{project: current version} of the projects with state this process knows."""
+        with self._lock:
+            projects = list(self._projects.values())
+        return {p.id: p.registry.current() or UNTRAINED for p in projects if p.exists}
 
     def _check_model_dir(self) -> None:
         """MODEL_DIR must be writable; if not, say so in the log and in /health, and keep serving."""
@@ -137,6 +154,9 @@ class Engine:
                 raise SchemaError(f"project {project_id} has no label config yet: connect it in Label Studio (/setup)")
             return parse_label_config(stored)
         schema = parse_label_config(label_config)
+        if len(schema.labels) > self.settings.max_choices:
+            raise SchemaError(f"{len(schema.labels)} choices; this backend serves at most {self.settings.max_choices} "
+                              "(MAX_CHOICES)")
         try:
             with self._writing("store the label config"):
                 changed = project.save_label_config(label_config)
@@ -154,7 +174,7 @@ class Engine:
 
     def _base_classifier(self, labels: Tuple[str, ...]) -> Optional[Classifier]:
         """The base model as is, when it is a fine-tuned checkpoint that knows every class."""
-        with self._lock:
+        with self._model_lock:
             if labels not in self._base:
                 base = self.settings.baseline_model_name
                 clf = None
@@ -296,8 +316,9 @@ class Engine:
     def request_training(self, project_id: str, sync: bool = False) -> str:
         return self.jobs.request(project_id, sync=sync)
 
-    def _train(self, project_id: str, sync: bool) -> None:
-        """One training run on a job thread: (sync,) read labels, fit, publish, announce."""
+    def train(self, project_id: str, sync: bool) -> None:
+        """One training run (on a job thread, or in the RQ worker): (sync,) read labels, fit,
+        publish, announce."""
         project = self.project(project_id)
         record: Dict = {}
         # everything under the project's lock, announcements included: a PROJECT_DELETED waiting

@@ -15,6 +15,8 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Dict
 
+from .logs import request_id
+
 log = logging.getLogger(__name__)
 
 
@@ -56,6 +58,7 @@ class TrainingCoordinator:
         return "started"
 
     def _loop(self, project_id: str) -> None:
+        request_id.set(f"train:{project_id}")  # this thread's log lines name their run
         while True:
             with self._cond:
                 state = self._states[project_id]
@@ -82,6 +85,9 @@ class TrainingCoordinator:
         """Projects whose run loop is alive (a run going, waiting for a slot, or queued)."""
         with self._cond:
             return sum(s.running for s in self._states.values())
+
+    def queue_depth(self) -> int:
+        return self.busy()
 
     def runs(self, project_id: str) -> int:
         """How many runs this process has started for the project."""

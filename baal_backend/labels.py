@@ -13,6 +13,7 @@ import hashlib
 import sqlite3
 import threading
 import time
+from collections import OrderedDict
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,31 +62,58 @@ _UPSERT = (
 )
 
 
+MAX_OPEN = 32  # open label databases per process (3 files each in WAL mode), however many projects
+
+
 class LabelStore:
-    """Thread-safe access to one project's labels file."""
+    """Thread-safe access to one project's labels file.
+
+    The connection opens on first use and may be closed again when `MAX_OPEN` other stores are
+    in use (least recently used first): open files stay bounded with any number of projects.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        # autocommit mode: transactions are explicit (BEGIN IMMEDIATE) so a merge reads and writes
-        # under one write lock, also against other processes sharing the file
-        self._db = sqlite3.connect(str(self.path), check_same_thread=False, timeout=30, isolation_level=None)
+        self._db: Optional[sqlite3.Connection] = None
         with self._lock:
+            self._connect().executescript(_SCHEMA)
+
+    def _connect(self) -> sqlite3.Connection:
+        """The open connection (call under `self._lock`)."""
+        if self._db is None:
+            # autocommit mode: transactions are explicit (BEGIN IMMEDIATE) so a merge reads and
+            # writes under one write lock, also against other processes sharing the file
+            self._db = sqlite3.connect(str(self.path), check_same_thread=False, timeout=30, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
-            self._db.executescript(_SCHEMA)
+        _pool.used(self)
+        return self._db
+
+    def _close_if_idle(self) -> bool:
+        """Close the connection unless another thread is using it; True when closed (or was)."""
+        if not self._lock.acquire(blocking=False):
+            return False
+        try:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+            return True
+        finally:
+            self._lock.release()
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
+            db = self._connect()
+            db.execute("BEGIN IMMEDIATE")
             try:
-                yield self._db
+                yield db
             except BaseException:
-                self._db.execute("ROLLBACK")
+                db.execute("ROLLBACK")
                 raise
-            self._db.execute("COMMIT")
+            db.execute("COMMIT")
 
     def upsert(self, labels: Iterable[Label]) -> int:
         """Insert or replace labels by annotation id; returns how many were written."""
@@ -143,21 +171,48 @@ class LabelStore:
     def all(self) -> List[Label]:
         """A consistent snapshot of every label, oldest first."""
         with self._lock:
-            rows = self._db.execute(f"SELECT {_COLUMNS} FROM labels ORDER BY updated_at, annotation_id").fetchall()
+            rows = self._connect().execute(f"SELECT {_COLUMNS} FROM labels ORDER BY updated_at, annotation_id").fetchall()
         return [Label(*row) for row in rows]
 
     def count(self) -> int:
         with self._lock:
-            return self._db.execute("SELECT COUNT(*) FROM labels").fetchone()[0]
+            return self._connect().execute("SELECT COUNT(*) FROM labels").fetchone()[0]
 
     def get(self, annotation_id: int) -> Optional[Label]:
         with self._lock:
-            row = self._db.execute(f"SELECT {_COLUMNS} FROM labels WHERE annotation_id = ?", (annotation_id,)).fetchone()
+            row = self._connect().execute(f"SELECT {_COLUMNS} FROM labels WHERE annotation_id = ?", (annotation_id,)).fetchone()
         return Label(*row) if row else None
 
     def close(self) -> None:
         with self._lock:
-            self._db.close()
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+        _pool.forget(self)
+
+
+class _Pool:
+    """The stores with an open connection, least recently used first."""
+
+    def __init__(self) -> None:
+        self._open: "OrderedDict[int, LabelStore]" = OrderedDict()
+        self._lock = threading.Lock()
+
+    def used(self, store: LabelStore) -> None:
+        with self._lock:
+            self._open[id(store)] = store
+            self._open.move_to_end(id(store))
+            surplus = [s for s in list(self._open.values())[: max(0, len(self._open) - MAX_OPEN)] if s is not store]
+        for victim in surplus:  # outside the pool lock: closing takes the victim's own lock
+            if victim._close_if_idle():
+                self.forget(victim)
+
+    def forget(self, store: LabelStore) -> None:
+        with self._lock:
+            self._open.pop(id(store), None)
+
+
+_pool = _Pool()
 
 
 def fingerprint(labels: Iterable[Label], *context: str) -> str:

@@ -25,7 +25,7 @@ from baal.bayesian.dropout import patch_module
 from torch import nn
 from transformers import AutoModelForSequenceClassification, PreTrainedModel
 
-from .encoder import Encoder, length_sorted_batches
+from .encoder import Encoder, clip, length_sorted_batches
 from .hf import config_labels, load_tokenizer
 
 META_FILE = "classifier.json"
@@ -183,6 +183,7 @@ class TransformerClassifier:
 
     @torch.inference_mode()
     def predict_proba(self, texts: Sequence[str], draws: int) -> np.ndarray:
+        texts = clip(texts, self.max_length)
         out = np.empty((len(texts), len(self.labels), draws), dtype=np.float32)
         body = self.model.base_model
         with self._lock:

@@ -11,10 +11,11 @@
 """
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import threading
-from typing import Any
+from typing import Any, List
 
 from . import trainer_process
 
@@ -32,10 +33,34 @@ def _engine(worker: Any):
 
 def post_worker_init(worker: Any) -> None:
     engine = _engine(worker)
-    if engine is not None:
-        if engine.settings.train_mode == "head":
-            trainer_process.start()
-        threading.Thread(target=engine.resume, name="resume", daemon=True).start()
+    if engine is None:
+        return
+    warn_if_open(engine.settings, [str(address) for address in worker.cfg.bind])
+    if engine.settings.redis_url:
+        return  # the RQ worker trains (and resumes); this replica only serves
+    if engine.settings.train_mode == "head":
+        trainer_process.start()
+    threading.Thread(target=engine.resume, name="resume", daemon=True).start()
+
+
+def warn_if_open(settings: Any, binds: List[str]) -> None:
+    """One loud line when anyone who reaches a non-loopback address can use every route."""
+    if settings.auth_enabled:
+        return
+    open_binds = [b for b in binds if not _loopback(b)]
+    if open_binds:
+        log.warning("NO AUTHENTICATION: listening on %s without BASIC_AUTH_USER/BASIC_AUTH_PASS: anyone who reaches "
+                    "it can change labels and label configs and start training", ", ".join(open_binds))
+
+
+def _loopback(bind: str) -> bool:
+    host = bind.rsplit(":", 1)[0].strip("[]") if not bind.startswith("unix:") else "unix"
+    if host in ("unix", "localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def worker_exit(server: Any, worker: Any) -> None:

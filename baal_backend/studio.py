@@ -57,10 +57,15 @@ def task_text(task: Any, schema: Schema) -> str:
     elif not isinstance(value, str):
         raise RequestError(f"the task's {schema.text_key!r} is a {type(value).__name__}, not text")
     else:
-        text = html_text(value) if schema.source == "hypertext" else value
+        text = html_text(value[: 20 * MAX_TEXT_CHARS]) if schema.source == "hypertext" else value
     if not text.strip():
         raise RequestError(f"the task's {schema.text_key!r} is empty")
-    return _LONE_SURROGATE.sub("\ufffd", text)
+    return _LONE_SURROGATE.sub("\ufffd", text[:MAX_TEXT_CHARS])
+
+
+#: A task's text is cut here when read (and stored): far more than any model reads (MAX_LENGTH
+#: tokens, 128 by default, are some 600 characters), and a 10 MB text costs nothing downstream.
+MAX_TEXT_CHARS = 50_000
 
 
 #: JSON can escape a lone UTF-16 surrogate ("\ud800"); no UTF-8 store or tokenizer takes one.
@@ -70,12 +75,15 @@ _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 def _utterances(value: Any, schema: Schema) -> str:
     if not isinstance(value, list):
         raise RequestError(f"the task's {schema.text_key!r} is a {type(value).__name__}, not a list of utterances")
-    lines = []
+    lines, size = [], 0
     for item in value:
         if not isinstance(item, dict) or not isinstance(item.get(schema.item_key), str):
             raise RequestError(f"an utterance in {schema.text_key!r} has no {schema.item_key!r} text")
         name = item.get(schema.name_key)
         lines.append(f"{name}: {item[schema.item_key]}" if isinstance(name, str) and name else item[schema.item_key])
+        size += len(lines[-1]) + 1
+        if size > MAX_TEXT_CHARS:  # the rest would be cut anyway
+            break
     return "\n".join(lines)
 
 
@@ -192,8 +200,3 @@ def predictions_json(schema: Schema, preds: Any) -> List[Dict]:
             }]
         out.append({"result": result, "score": float(preds.scores[row]), "model_version": preds.version})
     return out
-
-
-def is_labeled(task: Dict) -> bool:
-    """A task with at least one annotation that was not skipped."""
-    return any(not a.get("was_cancelled") for a in task.get("annotations") or [])

@@ -1,9 +1,12 @@
 """Label Studio's REST API: a small client for the label sync and the prediction push."""
 from __future__ import annotations
 
+import itertools
+import json
+import logging
 import threading
 import time
-from typing import Dict, List, Optional
+from typing import Dict, Iterator, List, Optional, Tuple
 
 import requests
 
@@ -11,7 +14,11 @@ from .labels import Label
 from .schema import Schema
 from .studio import label_from
 
+log = logging.getLogger(__name__)
+
 UNCERTAINTY_SAMPLING = "Uncertainty sampling"
+PAGE_SIZE = 500  # tasks per page of the push: one listing, one delete, one import per page
+EXPORT_TIMEOUT = 300.0  # the label sync's export of every annotated task
 
 
 class LabelStudioClient:
@@ -47,40 +54,77 @@ class LabelStudioClient:
                 self._access_until = time.time() + 240  # access tokens live 5 minutes
             return f"Bearer {self._access}"
 
-    def request(self, method: str, path: str, **kwargs) -> requests.Response:
-        resp = self.session.request(
-            method, f"{self.url}{path}", headers={"Authorization": self._auth()}, timeout=self.timeout, **kwargs
-        )
+    def request(self, method: str, path: str, allow: Tuple[int, ...] = (), timeout: Optional[float] = None,
+                **kwargs) -> requests.Response:
+        """One API call; an HTTP error raises unless its status is in `allow`."""
+        def send(refresh: bool) -> requests.Response:
+            return self.session.request(method, f"{self.url}{path}", headers={"Authorization": self._auth(refresh)},
+                                        timeout=timeout or self.timeout, **kwargs)
+
+        resp = send(False)
         if resp.status_code == 401 and self.uses_personal_token:
-            resp = self.session.request(
-                method,
-                f"{self.url}{path}",
-                headers={"Authorization": self._auth(refresh=True)},
-                timeout=self.timeout,
-                **kwargs,
-            )
-        resp.raise_for_status()
+            resp = send(True)
+        if resp.status_code not in allow:
+            resp.raise_for_status()
         return resp
 
-    def tasks(self, project: str, annotated_only: bool = False) -> List[Dict]:
-        """A project's tasks with their annotations (Label Studio's JSON export)."""
-        params = {"exportType": "JSON", "download_all_tasks": "false" if annotated_only else "true"}
-        return self.request("GET", f"/api/projects/{project}/export", params=params).json()
+    def annotated_tasks(self, project: str) -> List[Dict]:
+        """The tasks that have annotations, with them (Label Studio's JSON export of those only)."""
+        params = {"exportType": "JSON", "download_all_tasks": "false"}
+        return self.request("GET", f"/api/projects/{project}/export", timeout=EXPORT_TIMEOUT, params=params).json()
+
+    def task_pages(self, project: str, page_size: int = PAGE_SIZE) -> Iterator[List[Dict]]:
+        """Every task, a page at a time, without annotations or predictions: id, data,
+        `total_annotations`, `predictions_model_versions` (Data Manager's task list)."""
+        query = json.dumps({"ordering": ["tasks:id"]})
+        for page in itertools.count(1):
+            resp = self.request("GET", "/api/tasks", allow=(404,), params={
+                "project": project, "page": page, "page_size": page_size, "fields": "task_only", "query": query})
+            if resp.status_code == 404:  # "Invalid page": past the last one
+                return
+            body = resp.json()
+            tasks = body["tasks"] if isinstance(body, dict) else body
+            if tasks:
+                yield tasks
+            if len(tasks) < page_size:
+                return
+
+    def delete_task_predictions(self, project: str, task_ids: List[int]) -> None:
+        """Delete every prediction of these tasks (one Data Manager action)."""
+        if task_ids:
+            self.request("POST", "/api/dm/actions", params={"id": "delete_tasks_predictions", "project": project},
+                         json={"selectedItems": {"all": False, "included": task_ids}})
+
+    def task_predictions(self, task_id: int) -> List[Dict]:
+        return self.request("GET", "/api/predictions", params={"task": task_id}).json()
+
+    def delete_prediction(self, prediction_id: int) -> None:
+        self.request("DELETE", f"/api/predictions/{prediction_id}")
 
     def labels(self, project: str, schema: Schema) -> List[Label]:
         """Every usable label of a project."""
         found: List[Label] = []
-        for task in self.tasks(project, annotated_only=True):
+        for task in self.annotated_tasks(project):
             for annotation in task.get("annotations") or []:
                 label = label_from({**annotation, "task": task.get("id")}, task, schema)
                 if label is not None:
                     found.append(label)
         return found
 
-    def import_predictions(self, project: str, predictions: List[Dict], chunk: int = 500) -> None:
-        """Store predictions (`{"task": id, "result", "score", "model_version"}`) in bulk."""
-        for start in range(0, len(predictions), chunk):
-            self.request("POST", f"/api/projects/{project}/import/predictions", json=predictions[start : start + chunk])
+    def import_predictions(self, project: str, predictions: List[Dict]) -> int:
+        """Store predictions (`{"task": id, "result", "score", "model_version"}`) in one request;
+        returns how many were stored. Label Studio refuses the whole request when one task no
+        longer exists (deleted meanwhile): then halves, until the vanished tasks are left out."""
+        if not predictions:
+            return 0
+        resp = self.request("POST", f"/api/projects/{project}/import/predictions", allow=(400,), json=predictions)
+        if resp.status_code != 400:
+            return len(predictions)
+        if len(predictions) == 1:
+            log.info("project %s: task %s vanished; its prediction is skipped", project, predictions[0].get("task"))
+            return 0
+        half = len(predictions) // 2
+        return self.import_predictions(project, predictions[:half]) + self.import_predictions(project, predictions[half:])
 
     def update_project(self, project: str, **fields: object) -> Dict:
         """PATCH project settings, e.g. `model_version` (sort and sample by that version's

@@ -4,38 +4,47 @@ It subscribes to the engine's events:
 * before a run that asks for it (Start training, a project's first label): sync the labels from
   Label Studio, merged with what webhooks stored meanwhile; a failing sync is recorded and the
   run goes on with the stored labels;
-* after a version is published, and when Label Studio connects a project whose current version
-  it has not received yet: score the unlabeled tasks, store the predictions in Label Studio, make
-  that version the project's `model_version` and, once per project, switch it to uncertainty
-  sampling (greyed out in the Community UI, honoured by its API).
+* after a version is published (at most every PUSH_EVERY_LABELS labels or PUSH_EVERY_SECONDS
+  seconds; a push held back runs when the time is up), and when Label Studio connects a project
+  whose current version it has not received yet: push. A push lists the tasks a page at a time
+  (no annotations, no predictions), scores the unlabeled ones, replaces this backend's earlier
+  predictions of each page by the new ones (so Label Studio holds at most one of ours per task),
+  skips tasks deleted meanwhile, makes the version the project's `model_version` and, once per
+  project, switches it to uncertainty sampling (greyed out in the Community UI, honoured by its
+  API).
 """
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
-from typing import Dict, Set
+from typing import Dict, List, Optional, Set
 
 from .engine import Engine
 from .events import Listener
 from .registry import UNTRAINED
 from .schema import Schema
-from .studio import is_labeled, predictions_json, texts_of
+from .settings import Settings
+from .studio import predictions_json, texts_of
 from .studio_client import UNCERTAINTY_SAMPLING, LabelStudioClient
 
 log = logging.getLogger(__name__)
 
-STATE = "studio.json"  # per project: {"pushed": version, "sampling_set": bool}
+STATE = "studio.json"  # per project: {"pushed", "pushed_at", "pushed_labels", "sampling_set"}
+#: Model versions this backend writes: v0000 and vNNNN-YYYYmmdd-HHMMSS.
+OURS = re.compile(r"v\d{4,}(-\d{8}-\d{6})?")
 CONNECT_DELAY = 2.0  # seconds between /setup and the connect push
 
 
 class StudioLink(Listener):
-    def __init__(self, engine: Engine, client: LabelStudioClient, set_sampling: bool = True):
+    def __init__(self, engine: Engine, client: LabelStudioClient, settings: Settings):
         self.engine = engine
         self.client = client
-        self.set_sampling = set_sampling
+        self.settings = settings
         self._push_locks: Dict[str, threading.Lock] = {}
         self._connecting: Set[str] = set()  # projects with a connect push on its way
+        self._deferred: Dict[str, threading.Timer] = {}  # projects with a push held back
         self._lock = threading.Lock()
 
     # --- events ---------------------------------------------------------------------------
@@ -57,24 +66,51 @@ class StudioLink(Listener):
                  project_id, len(labels), merged.removed, merged.kept_newer)
 
     def published(self, project_id: str, schema: Schema, version: str, record: Dict) -> None:
+        state = self.engine.project(project_id).read_json(STATE)
+        wait = self._wait(state, record.get("n_labels", 0))
+        if wait > 0:
+            record["push"] = {"status": "deferred", "seconds": round(wait, 1)}
+            self._defer(project_id, wait)
+            return
         try:
-            record["pushed"] = self.push(project_id, schema)
+            record["pushed"] = self.push(project_id, schema, record.get("n_labels"))
         except Exception as exc:  # noqa: BLE001 - the version still serves /predict
             record["push"] = {"status": "failed", "error": _reason(exc)}
             log.warning("project %s: pushing %s's predictions to Label Studio failed: %s", project_id, version,
                         record["push"]["error"])
 
+    def _wait(self, state: Dict, n_labels: int) -> float:
+        """Seconds to hold a push back: none for a project's first trained version, after
+        PUSH_EVERY_LABELS new labels or PUSH_EVERY_SECONDS since the last push."""
+        if not state.get("pushed") or state["pushed"] == UNTRAINED:
+            return 0.0
+        if n_labels - state.get("pushed_labels", 0) >= self.settings.push_every_labels:
+            return 0.0
+        return max(0.0, state.get("pushed_at", 0.0) + self.settings.push_every_seconds - time.time())
+
+    def _defer(self, project_id: str, seconds: float) -> None:
+        """Push the then current version when the time is up (one timer per project)."""
+        with self._lock:
+            if project_id in self._deferred:
+                return  # a held-back push is already due: it takes the newest version
+            timer = threading.Timer(seconds, self._deferred_push, args=(project_id,))
+            timer.daemon = True
+            self._deferred[project_id] = timer
+        timer.start()
+
+    def _deferred_push(self, project_id: str) -> None:
+        with self._lock:
+            self._deferred.pop(project_id, None)
+        self._push_quietly(project_id)
+
     def run_finished(self, project_id: str, record: Dict, seconds: float) -> None:
         """A run that published nothing (skipped, failed) still retries a push that failed
         before: Label Studio must not keep an old version's scores until the labels change."""
-        if record.get("status") == "published":
+        if record.get("status") == "published" or project_id in self._deferred:
             return
         current = self.engine.current_version(project_id)
         if current != UNTRAINED and self.engine.project(project_id).read_json(STATE).get("pushed") != current:
-            try:
-                self.push(project_id, self.engine.schema(project_id))
-            except Exception as exc:  # noqa: BLE001
-                log.warning("project %s: pushing %s to Label Studio failed again: %s", project_id, current, _reason(exc))
+            self._push_quietly(project_id)
 
     def connected(self, project_id: str, schema: Schema) -> None:
         """On /setup: push the current version if Label Studio has not got it (in the background:
@@ -85,47 +121,74 @@ class StudioLink(Listener):
             if project_id in self._connecting:
                 return
             self._connecting.add(project_id)
-        threading.Thread(target=self._connect_push, args=(project_id, schema), daemon=True,
-                         name=f"push-{project_id}").start()
+        threading.Thread(target=self._connect_push, args=(project_id,), daemon=True, name=f"push-{project_id}").start()
 
-    # --- the push -------------------------------------------------------------------------
-    def _connect_push(self, project_id: str, schema: Schema) -> None:
+    def _connect_push(self, project_id: str) -> None:
         try:
             time.sleep(CONNECT_DELAY)  # let Label Studio finish connecting (it sets the model version too)
-            self.push(project_id, schema)
-        except Exception as exc:  # noqa: BLE001
-            log.warning("project %s: pushing predictions to Label Studio failed: %s", project_id, _reason(exc))
+            self._push_quietly(project_id)
         finally:
             with self._lock:
                 self._connecting.discard(project_id)
 
-    def push(self, project_id: str, schema: Schema) -> int:
-        """Score the unlabeled tasks with the current version, store the predictions in Label
-        Studio and make that version the project's, so its sort and sampling use fresh scores.
-        Returns how many predictions were stored."""
+    def _push_quietly(self, project_id: str) -> None:
+        try:
+            self.push(project_id, self.engine.schema(project_id))
+        except Exception as exc:  # noqa: BLE001 - logged; the next version or connect tries again
+            log.warning("project %s: pushing predictions to Label Studio failed: %s", project_id, _reason(exc))
+
+    # --- the push -------------------------------------------------------------------------
+    def push(self, project_id: str, schema: Schema, n_labels: Optional[int] = None) -> int:
+        """Score the unlabeled tasks with the current version, replace this backend's earlier
+        predictions of them in Label Studio, and make the version the project's, so its sort and
+        sampling use fresh scores. Returns how many predictions were stored."""
         with self._lock:
             lock = self._push_locks.setdefault(project_id, threading.Lock())
         with lock:
+            started = time.perf_counter()
             project = self.engine.project(project_id)
-            tasks = [t for t in self.client.tasks(project_id) if not is_labeled(t)]
-            indices, texts = texts_of(tasks, schema, project_id)
-            version = self.engine.current_version(project_id)
-            if texts:
-                preds = self.engine.predict(project_id, schema, texts)
-                version = preds.version
-                items = predictions_json(schema, preds)
-                self.client.import_predictions(
-                    project_id, [{"task": tasks[i]["id"], **item} for i, item in zip(indices, items)]
-                )
+            pages = [[t for t in page if not t.get("total_annotations")] for page in self.client.task_pages(project_id)]
+            unlabeled = [t for page in pages for t in page]
+            indices, texts = texts_of(unlabeled, schema, project_id)
+            # all texts at once: one version for all, and the cold-start ranking sees the whole pool
+            preds = self.engine.predict(project_id, schema, texts) if texts else None
+            version = preds.version if preds else self.engine.current_version(project_id)
+            by_task = {unlabeled[i]["id"]: item for i, item in zip(indices, predictions_json(schema, preds))} if preds else {}
+            stored = 0
+            for page in pages:
+                self._remove_ours(project_id, page)
+                stored += self.client.import_predictions(
+                    project_id, [{"task": t["id"], **by_task[t["id"]]} for t in page if t["id"] in by_task])
             state = project.read_json(STATE)
             update: Dict[str, object] = {"model_version": version}
-            if self.set_sampling and not state.get("sampling_set"):
+            if self.settings.label_studio_set_sampling and not state.get("sampling_set"):
                 update["sampling"] = UNCERTAINTY_SAMPLING
             self.client.update_project(project_id, **update)
-            project.write_json(STATE, {**state, "pushed": version, "sampling_set": state.get("sampling_set") or "sampling" in update})
-            log.info("project %s: pushed %d predictions of %s to Label Studio%s", project_id, len(texts), version,
+            project.write_json(STATE, {
+                **state, "pushed": version, "pushed_at": time.time(),
+                "pushed_labels": n_labels if n_labels is not None else state.get("pushed_labels", 0),
+                "sampling_set": bool(state.get("sampling_set") or "sampling" in update),
+            })
+            log.info("project %s: pushed %d predictions of %s to Label Studio in %.1f s%s", project_id, stored,
+                     version, time.perf_counter() - started,
                      "; switched it to uncertainty sampling" if "sampling" in update else "")
-            return len(texts)
+            return stored
+
+    def _remove_ours(self, project_id: str, tasks: List[Dict]) -> None:
+        """Delete this backend's earlier predictions of `tasks`: in one action for the tasks whose
+        predictions are all ours, one by one where another source's predictions sit beside them."""
+        wholly, partly = [], []
+        for task in tasks:
+            versions = [v.strip() for v in (task.get("predictions_model_versions") or "").split(",") if v.strip()]
+            if versions and all(OURS.fullmatch(v) for v in versions):
+                wholly.append(task["id"])
+            elif any(OURS.fullmatch(v) for v in versions):
+                partly.append(task["id"])
+        self.client.delete_task_predictions(project_id, wholly)
+        for task_id in partly:
+            for prediction in self.client.task_predictions(task_id):
+                if OURS.fullmatch(str(prediction.get("model_version", ""))):
+                    self.client.delete_prediction(prediction["id"])
 
 
 def _reason(exc: Exception) -> str:

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from . import quality
-from .encoder import Encoder
+from .encoder import Encoder, clip
 from .model import HeadClassifier, MCHead, TransformerClassifier, mc_proba
 
 log = logging.getLogger(__name__)
@@ -104,7 +104,7 @@ def train_finetune(
     model = load_classifier(base_model, labels, seed=cfg.seed)
     # Tokenise ourselves and pad per batch: baal's HuggingFaceDatasets pads everything to max
     # length and renumbers labels by the classes present (see DESIGN.md's traps).
-    ds = Dataset.from_dict({"text": list(texts), "label": [int(v) for v in y]}).map(
+    ds = Dataset.from_dict({"text": clip(texts, cfg.max_length), "label": [int(v) for v in y]}).map(
         lambda b: tokenizer(b["text"], truncation=True, max_length=cfg.max_length), batched=True
     )
     ds = ds.remove_columns(["text"])

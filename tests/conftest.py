@@ -13,6 +13,16 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def training_process():
+    """The child that trains heads, started once from the main thread, as a server does at boot."""
+    from baal_backend import trainer_process
+
+    trainer_process.start()
+    yield
+    trainer_process.shutdown()
+
+
 @pytest.fixture
 def make_app(tmp_path) -> Callable:
     """make_app(**env) -> Flask test client over a fresh MODEL_DIR (reused on a second call)."""

@@ -22,11 +22,11 @@ class ServerProcess:
     """Start `cmd`, wait until `health` answers and `is_up(response)` holds, or fail with the log."""
 
     def __init__(self, cmd: List[str], cwd: Path, env: Dict[str, str], log_path: Path, health: str,
-                 timeout: float, is_up: Callable[[requests.Response], bool] = lambda r: r.ok):
+                 timeout: float, is_up: Callable[[requests.Response], bool] = lambda r: r.ok, preexec_fn=None):
         self.log_path = log_path
         self.log = open(log_path, "ab")
         self.proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=self.log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+                                     start_new_session=True, preexec_fn=preexec_fn)
         deadline = time.time() + timeout
         while time.time() < deadline:
             assert self.proc.poll() is None, f"{cmd[0]} exited: {log_path.read_text()[-3000:]}"

@@ -18,12 +18,17 @@ ROOT = Path(__file__).resolve().parents[2]
 class Server(ServerProcess):
     """The backend as `make run` serves it: `python _wsgi.py --host 127.0.0.1 --port N`."""
 
-    def __init__(self, model_dir: Path, log: Path, port: int = 0, **env):
+    def __init__(self, model_dir: Path, log: Path, port: int = 0, host: str = "127.0.0.1", preexec_fn=None, **env):
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         full_env = {**os.environ, "MODEL_DIR": str(model_dir), "MIN_LABELS": "10", **env}
-        super().__init__([sys.executable, "_wsgi.py", "--host", "127.0.0.1", "--port", str(self.port)], ROOT,
-                         full_env, log, f"{self.url}/health", timeout=120)
+        super().__init__([sys.executable, "_wsgi.py", "--host", host, "--port", str(self.port)], ROOT,
+                         full_env, log, f"{self.url}/health", timeout=120, preexec_fn=preexec_fn)
+
+    def worker_pid(self) -> int:
+        """gunicorn's worker process (the arbiter's child that serves)."""
+        children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text().split()
+        return int(children[0])
 
 
 @pytest.fixture
