@@ -370,6 +370,10 @@ class Engine:
         if self.settings.train_mode == "head":
             emb = self.encoder.embed(texts)  # cached per text: this process holds the encoder
             state, metrics = trainer_process.run(fit_head, emb, y, groups, len(schema.labels), self.train_config)
+            fit = metrics.pop("fit")
+            log.info("project %s: head fitted on %d labels: %d epochs, %d steps, final loss %.4f, %.2f s "
+                     "(quality: %s)", project.id, fit["labels"], fit["epochs"], fit["steps"], fit["loss"],
+                     fit["seconds"], metrics.get("eval"))
             clf: Classifier = HeadClassifier.from_state(self.encoder, state, schema.labels)
         else:
             clf, metrics = fit_finetune_with_quality(

@@ -75,7 +75,7 @@ class LabelStudioClient:
 
     def task_pages(self, project: str, page_size: int = PAGE_SIZE) -> Iterator[List[Dict]]:
         """Every task, a page at a time, without annotations or predictions: id, data,
-        `total_annotations`, `predictions_model_versions` (Data Manager's task list)."""
+        `total_annotations` (the Data Manager's task list)."""
         query = json.dumps({"ordering": ["tasks:id"]})
         for page in itertools.count(1):
             resp = self.request("GET", "/api/tasks", allow=(404,), params={
@@ -89,17 +89,13 @@ class LabelStudioClient:
             if len(tasks) < page_size:
                 return
 
-    def delete_task_predictions(self, project: str, task_ids: List[int]) -> None:
-        """Delete every prediction of these tasks (one Data Manager action)."""
-        if task_ids:
-            self.request("POST", "/api/dm/actions", params={"id": "delete_tasks_predictions", "project": project},
-                         json={"selectedItems": {"all": False, "included": task_ids}})
+    def model_versions(self, project: str) -> Dict[str, int]:
+        """{model version: predictions} of a project."""
+        return self.request("GET", f"/api/projects/{project}/model-versions").json()
 
-    def task_predictions(self, task_id: int) -> List[Dict]:
-        return self.request("GET", "/api/predictions", params={"task": task_id}).json()
-
-    def delete_prediction(self, prediction_id: int) -> None:
-        self.request("DELETE", f"/api/predictions/{prediction_id}")
+    def delete_model_version(self, project: str, version: str) -> None:
+        """Delete every prediction of one model version (one request, however many)."""
+        self.request("DELETE", f"/api/projects/{project}/model-versions", json={"model_version": version})
 
     def labels(self, project: str, schema: Schema) -> List[Label]:
         """Every usable label of a project."""
@@ -125,6 +121,16 @@ class LabelStudioClient:
             return 0
         half = len(predictions) // 2
         return self.import_predictions(project, predictions[:half]) + self.import_predictions(project, predictions[half:])
+
+    def ml_backends(self, project: str) -> List[Dict]:
+        """The models connected to a project (Label Studio calls their /health and /setup)."""
+        return self.request("GET", "/api/ml", params={"project": project}).json()
+
+    def webhooks(self, project: str) -> List[Dict]:
+        return self.request("GET", "/api/webhooks", params={"project": project}).json()
+
+    def update_webhook(self, webhook_id: int, **fields: object) -> Dict:
+        return self.request("PATCH", f"/api/webhooks/{webhook_id}", json=fields).json()
 
     def update_project(self, project: str, **fields: object) -> Dict:
         """PATCH project settings, e.g. `model_version` (sort and sample by that version's

@@ -7,14 +7,15 @@ It subscribes to the engine's events:
 * after a version is published (at most every PUSH_EVERY_LABELS labels or PUSH_EVERY_SECONDS
   seconds; a push held back runs when the time is up), and when Label Studio connects a project
   whose current version it has not received yet: push. A push lists the tasks a page at a time
-  (no annotations, no predictions), scores the unlabeled ones, replaces this backend's earlier
-  predictions of each page by the new ones (so Label Studio holds at most one of ours per task),
-  skips tasks deleted meanwhile, makes the version the project's `model_version` and, once per
-  project, switches it to uncertainty sampling (greyed out in the Community UI, honoured by its
-  API).
+  (no annotations, no predictions), scores the unlabeled ones, imports their predictions a page
+  at a time (skipping tasks deleted meanwhile), makes the version the project's `model_version`
+  (once per project also switching it to uncertainty sampling: greyed out in the Community UI,
+  honoured by its API), then deletes the predictions of this backend's older versions, so Label
+  Studio holds at most one of ours per task.
 """
 from __future__ import annotations
 
+import base64
 import logging
 import re
 import threading
@@ -113,9 +114,12 @@ class StudioLink(Listener):
             self._push_quietly(project_id)
 
     def connected(self, project_id: str, schema: Schema) -> None:
-        """On /setup: push the current version if Label Studio has not got it (in the background:
-        Label Studio waits 3 s for /setup and is itself in the middle of connecting)."""
-        if self.engine.project(project_id).read_json(STATE).get("pushed") == self.engine.current_version(project_id):
+        """On /setup: push the current version if Label Studio has not got it, and give the
+        webhook Label Studio made for this backend our basic-auth header (it makes it without
+        one). In the background: Label Studio waits 3 s for /setup and is connecting meanwhile."""
+        state = self.engine.project(project_id).read_json(STATE)
+        if state.get("pushed") == self.engine.current_version(project_id) and (
+                not self.settings.auth_enabled or state.get("webhook_auth")):
             return
         with self._lock:  # Label Studio calls /setup twice when it connects: push once
             if project_id in self._connecting:
@@ -126,10 +130,33 @@ class StudioLink(Listener):
     def _connect_push(self, project_id: str) -> None:
         try:
             time.sleep(CONNECT_DELAY)  # let Label Studio finish connecting (it sets the model version too)
-            self._push_quietly(project_id)
+            if self.settings.auth_enabled:
+                self._authorize_webhook(project_id)
+            if self.engine.project(project_id).read_json(STATE).get("pushed") != self.engine.current_version(project_id):
+                self._push_quietly(project_id)
         finally:
             with self._lock:
                 self._connecting.discard(project_id)
+
+    def _authorize_webhook(self, project_id: str) -> None:
+        """Add `Authorization: Basic ...` to the project's webhooks that Label Studio made for a
+        model connected with our basic-auth user; without it every webhook would get a 401."""
+        try:
+            header = "Basic " + base64.b64encode(
+                f"{self.settings.basic_auth_user}:{self.settings.basic_auth_pass}".encode()).decode()
+            ours = {m["url"].rstrip("/") + "/webhook" for m in self.client.ml_backends(project_id)
+                    if m.get("auth_method") == "BASIC_AUTH" and m.get("basic_auth_user") == self.settings.basic_auth_user}
+            fixed = 0
+            for hook in self.client.webhooks(project_id):
+                if hook.get("url") in ours and (hook.get("headers") or {}).get("Authorization") != header:
+                    self.client.update_webhook(hook["id"], headers={**(hook.get("headers") or {}), "Authorization": header})
+                    fixed += 1
+            if ours:
+                project = self.engine.project(project_id)
+                project.write_json(STATE, {**project.read_json(STATE), "webhook_auth": True})
+            log.info("project %s: basic auth header set on %d webhook(s) of this backend", project_id, fixed)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("project %s: could not set the basic auth header on the webhook: %s", project_id, _reason(exc))
 
     def _push_quietly(self, project_id: str) -> None:
         try:
@@ -154,16 +181,17 @@ class StudioLink(Listener):
             preds = self.engine.predict(project_id, schema, texts) if texts else None
             version = preds.version if preds else self.engine.current_version(project_id)
             by_task = {unlabeled[i]["id"]: item for i, item in zip(indices, predictions_json(schema, preds))} if preds else {}
-            stored = 0
-            for page in pages:
-                self._remove_ours(project_id, page)
-                stored += self.client.import_predictions(
+            stored = sum(
+                self.client.import_predictions(
                     project_id, [{"task": t["id"], **by_task[t["id"]]} for t in page if t["id"] in by_task])
+                for page in pages
+            )
             state = project.read_json(STATE)
             update: Dict[str, object] = {"model_version": version}
             if self.settings.label_studio_set_sampling and not state.get("sampling_set"):
                 update["sampling"] = UNCERTAINTY_SAMPLING
             self.client.update_project(project_id, **update)
+            self._drop_older_versions(project_id, version)
             project.write_json(STATE, {
                 **state, "pushed": version, "pushed_at": time.time(),
                 "pushed_labels": n_labels if n_labels is not None else state.get("pushed_labels", 0),
@@ -174,21 +202,13 @@ class StudioLink(Listener):
                      "; switched it to uncertainty sampling" if "sampling" in update else "")
             return stored
 
-    def _remove_ours(self, project_id: str, tasks: List[Dict]) -> None:
-        """Delete this backend's earlier predictions of `tasks`: in one action for the tasks whose
-        predictions are all ours, one by one where another source's predictions sit beside them."""
-        wholly, partly = [], []
-        for task in tasks:
-            versions = [v.strip() for v in (task.get("predictions_model_versions") or "").split(",") if v.strip()]
-            if versions and all(OURS.fullmatch(v) for v in versions):
-                wholly.append(task["id"])
-            elif any(OURS.fullmatch(v) for v in versions):
-                partly.append(task["id"])
-        self.client.delete_task_predictions(project_id, wholly)
-        for task_id in partly:
-            for prediction in self.client.task_predictions(task_id):
-                if OURS.fullmatch(str(prediction.get("model_version", ""))):
-                    self.client.delete_prediction(prediction["id"])
+    def _drop_older_versions(self, project_id: str, keep: str) -> None:
+        """Delete the predictions of this backend's other versions, one request per version:
+        Label Studio then holds at most one prediction of ours per task, and never loses
+        predictions from another source."""
+        for version in self.client.model_versions(project_id):
+            if version != keep and OURS.fullmatch(version):
+                self.client.delete_model_version(project_id, version)
 
 
 def _reason(exc: Exception) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import math
 import tempfile
+import time
 from dataclasses import dataclass
 from typing import Dict, Sequence, Tuple
 
@@ -38,7 +39,9 @@ class TrainConfig:
 
 
 def train_mc_head(emb: np.ndarray, y: np.ndarray, n_classes: int, cfg: TrainConfig) -> MCHead:
-    """Train a fresh MC-Dropout MLP head on frozen embeddings (seconds on a CPU)."""
+    """Train a fresh MC-Dropout MLP head on frozen embeddings (seconds on a CPU). The head's
+    `fit_stats_` say how: labels, epochs, steps, final loss, seconds."""
+    started = time.perf_counter()
     gen = torch.Generator().manual_seed(cfg.seed)  # this run's own randomness (see MCHead)
     head = MCHead(emb.shape[1], n_classes, generator=gen)
     x, t = torch.from_numpy(np.ascontiguousarray(emb, dtype=np.float32)), torch.as_tensor(y, dtype=torch.long)
@@ -48,12 +51,16 @@ def train_mc_head(emb: np.ndarray, y: np.ndarray, n_classes: int, cfg: TrainConf
     steps_per_epoch = math.ceil(len(x) / cfg.batch_size)
     epochs = max(cfg.epochs, math.ceil(MIN_HEAD_STEPS / steps_per_epoch))
     head.train()
+    steps, loss = 0, torch.zeros(())
     for _ in range(epochs):
         for idx in torch.randperm(len(x), generator=gen).split(cfg.batch_size):
             loss = torch.nn.functional.cross_entropy(head(x[idx], generator=gen), t[idx])
             opt.zero_grad()
             loss.backward()
             opt.step()
+            steps += 1
+    head.fit_stats_ = {"labels": len(x), "epochs": epochs, "steps": steps, "loss": round(float(loss.detach()), 4),
+                       "seconds": round(time.perf_counter() - started, 3)}
     return head.eval()
 
 
@@ -77,7 +84,7 @@ def fit_head(
 
     metrics = measure(y, groups, cfg, predict_fold)
     head = train_mc_head(emb, y, n_classes, cfg)
-    return {k: v.numpy() for k, v in head.state_dict().items()}, metrics
+    return {k: v.numpy() for k, v in head.state_dict().items()}, {**metrics, "fit": head.fit_stats_}
 
 
 def measure(y: np.ndarray, groups: Sequence[int], cfg: TrainConfig, predict_fold, max_folds: int = quality.MAX_FOLDS

@@ -72,6 +72,7 @@ def backend_factory(tmp_path, label_studio):
     started = []
 
     def start(port: int = 0, credentials: bool = True, **env):
+        env = {"PUSH_EVERY_SECONDS": "0", **env}  # push after every version: the tests look at each
         if credentials:
             env = {"LABEL_STUDIO_URL": label_studio.url, "LABEL_STUDIO_API_KEY": label_studio.token, **env}
         server = Server(tmp_path / "models", tmp_path / "backend.log", port=port, **env)

@@ -128,6 +128,12 @@ def test_active_learning_loop_with_real_label_studio(label_studio, backend_facto
     meta = json.loads((tmp_path / "models" / "projects" / str(project) / "versions" / third["current"] / "meta.json").read_text())
     assert not {annotations[t] for t in dropped} & set(meta["annotation_ids"])
 
+    # after v0000 and three trained versions, Label Studio holds at most one prediction of ours per task
+    per_task = {}
+    for p in _predictions(ls, project):
+        per_task[p["task"]] = per_task.get(p["task"], 0) + 1
+    assert max(per_task.values()) == 1, per_task
+
     # a backend restart mid-project: predictions keep working without /setup
     backend.stop(signal.SIGKILL)
     backend = backend_factory(port=backend.port)
@@ -224,3 +230,72 @@ def test_late_backend_learns_everything_from_label_studio(label_studio, backend_
     assert body["details"][-1]["n_labels"] == 12
     assert ls.api("GET", f"/api/projects/{project}")["model_version"] == body["current"]
 
+
+
+def test_basic_auth_through_label_studio(label_studio, backend_factory):
+    """Label Studio's Connect Model dialog with "Basic Authentication": it sends the credentials to
+    /health, /setup and /predict, but creates the model's webhook without them. The backend, with
+    credentials of its own, adds the header to that webhook, so annotations still arrive."""
+    ls = label_studio
+    auth = {"BASIC_AUTH_USER": "ls-model", "BASIC_AUTH_PASS": "s3cret-pass"}
+    backend = backend_factory(MIN_LABELS="6", **auth)
+    basic = requests.auth.HTTPBasicAuth(auth["BASIC_AUTH_USER"], auth["BASIC_AUTH_PASS"])
+    assert requests.get(f"{backend.url}/versions", params={"project": 1}, timeout=5).status_code == 401
+    rows = _dataset(per_intent=3)
+    truth = dict(rows)
+    project = ls.api("POST", "/api/projects", json={"title": "basic auth", "label_config": CONFIG})["id"]
+    ls.api("POST", f"/api/projects/{project}/import", json=[{"text": t} for t, _ in rows])
+    ls.api("POST", "/api/ml", json={"url": backend.url, "project": project, "title": "baal", "auth_method": "BASIC_AUTH",
+                                    "basic_auth_user": auth["BASIC_AUTH_USER"], "basic_auth_pass": auth["BASIC_AUTH_PASS"]})
+    _wait(lambda: any((h.get("headers") or {}).get("Authorization", "").startswith("Basic ")
+                      for h in ls.api("GET", "/api/webhooks", params={"project": project})), 60,
+          "the backend to put its basic auth header on the webhook")
+    for task in _ordered_tasks(ls, project)[:7]:
+        _annotate(ls, task["id"], truth[task["data"]["text"]])
+
+    def stored():
+        body = requests.get(f"{backend.url}/versions", params={"project": project}, auth=basic, timeout=5).json()
+        return body if body["labels"] == 7 and body["details"] and not body["training"] else None
+
+    body = _wait(stored, 180, "7 labels through the authenticated webhook, and a version")
+    # Retrieve Predictions goes through the same credentials
+    ls.api("POST", "/api/dm/actions", params={"id": "retrieve_tasks_predictions", "project": project},
+           json={"selectedItems": {"all": True, "excluded": []}})
+    assert {p["model_version"] for p in _predictions(ls, project)} <= {"v0000", body["current"]}
+
+
+def test_push_skips_a_task_deleted_meanwhile(label_studio):
+    """Label Studio refuses a whole import when one task is gone: the client halves until only
+    the vanished task is left out."""
+    ls = label_studio
+    project = ls.api("POST", "/api/projects", json={"title": "vanished", "label_config": CONFIG})["id"]
+    ls.api("POST", f"/api/projects/{project}/import", json=[{"text": f"text {i}"} for i in range(9)])
+    ids = sorted(t["id"] for t in _ordered_tasks(ls, project))
+    ls.api("DELETE", f"/api/tasks/{ids[4]}")
+    client = LabelStudioClient(ls.url, ls.token)
+    preds = [{"task": tid, "result": [], "score": 0.5, "model_version": "v0001-20260101-000000"} for tid in ids]
+    assert client.import_predictions(str(project), preds) == 8
+    assert sorted(p["task"] for p in _predictions(ls, project)) == ids[:4] + ids[5:]
+
+
+def test_pushes_are_held_back_and_then_sent(label_studio, backend_factory):
+    """PUSH_EVERY_SECONDS: a version published soon after a push waits, then goes out by itself."""
+    ls = label_studio
+    backend = backend_factory(MIN_LABELS="6", PUSH_EVERY_SECONDS="8", PUSH_EVERY_LABELS="100")
+    rows = _dataset(per_intent=4)
+    truth = dict(rows)
+    project = ls.api("POST", "/api/projects", json={"title": "held back", "label_config": CONFIG})["id"]
+    ls.api("POST", f"/api/projects/{project}/import", json=[{"text": t} for t, _ in rows])
+    ls.api("POST", "/api/ml", json={"url": backend.url, "project": project, "title": "baal"})
+    tasks = _ordered_tasks(ls, project)
+    for task in tasks[:6]:
+        _annotate(ls, task["id"], truth[task["data"]["text"]])
+    first = _wait_backend(backend, project, lambda b: b["details"] and b["details"][-1]["n_labels"] == 6, 120, "v1")
+    _wait(lambda: ls.api("GET", f"/api/projects/{project}")["model_version"] == first["current"], 30, "first pushed")
+    for task in tasks[6:8]:
+        _annotate(ls, task["id"], truth[task["data"]["text"]])
+    second = _wait_backend(backend, project, lambda b: b["details"][-1]["n_labels"] == 8, 120, "v2")
+    assert second["last_run"]["push"]["status"] == "deferred"
+    assert ls.api("GET", f"/api/projects/{project}")["model_version"] == first["current"]  # held back
+    _wait(lambda: ls.api("GET", f"/api/projects/{project}")["model_version"] == second["current"], 30,
+          "the held-back push")
