@@ -27,6 +27,7 @@ from baal_backend.engine import StateError
 from baal_backend.schema import SchemaError
 from baal_backend.settings import Settings, SettingsError
 from baal_backend.studio import RequestError, project_id
+from baal_backend.studio_link import STATE as PUSH_STATE
 from baal_backend.wiring import build_engine
 from label_studio_baal_hf import HANDLED_EVENTS, BaalTextClassifier
 
@@ -185,6 +186,8 @@ def create_app(settings: Optional[Settings] = None) -> Flask:
             "training": engine.jobs.is_training(pid),
             "labels": project.label_count(),
             "last_run": project.last_run,
+            # the newest push to Label Studio (with credentials): {"status", "predictions"|"error", "seconds", "at"}
+            "push": project.read_json(PUSH_STATE).get("last_push") if settings.label_studio_enabled else None,
         })
 
     return app

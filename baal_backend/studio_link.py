@@ -6,7 +6,9 @@ It subscribes to the engine's events:
   run goes on with the stored labels;
 * after a version is published (at most every PUSH_EVERY_LABELS labels or PUSH_EVERY_SECONDS
   seconds; a push held back runs when the time is up), and when Label Studio connects a project
-  whose current version it has not received yet: push. A push lists the tasks a page at a time
+  whose current version it has not received yet: push, on one pusher thread per project, so a
+  long push never holds the training lock (the next run goes on meanwhile) and the pushes asked
+  for while one runs coalesce into one push of the newest version. A push lists the tasks a page at a time
   (no annotations, no predictions), scores the unlabeled ones, imports their predictions a page
   at a time (skipping tasks deleted meanwhile), makes the version the project's `model_version`
   (once per project also switching it to uncertainty sampling: greyed out in the Community UI,
@@ -24,6 +26,7 @@ from typing import Dict, List, Optional, Set
 
 from .engine import Engine
 from .events import Listener
+from .project import Project
 from .registry import UNTRAINED
 from .schema import Schema
 from .settings import Settings
@@ -44,9 +47,11 @@ class StudioLink(Listener):
         self.client = client
         self.settings = settings
         self._push_locks: Dict[str, threading.Lock] = {}
-        self._connecting: Set[str] = set()  # projects with a connect push on its way
-        self._deferred: Dict[str, threading.Timer] = {}  # projects with a push held back
+        self._to_authorize: Set[str] = set()  # projects whose webhook needs our auth header
         self._lock = threading.Lock()
+        self._due_changed = threading.Condition(self._lock)
+        self._due: Dict[str, float] = {}  # project -> when its next push is due (time.time())
+        self._pushers: Set[str] = set()  # projects whose pusher thread runs
 
     # --- events ---------------------------------------------------------------------------
     def run_starting(self, project_id: str, schema: Schema, sync: bool, record: Dict) -> None:
@@ -67,18 +72,12 @@ class StudioLink(Listener):
                  project_id, len(labels), merged.removed, merged.kept_newer)
 
     def published(self, project_id: str, schema: Schema, version: str, record: Dict) -> None:
+        """Schedule the push; it runs on this link's own thread, never holding the run's lock
+        (a 10k-task push takes minutes: the next run must not wait for it)."""
         state = self.engine.project(project_id).read_json(STATE)
         wait = self._wait(state, record.get("n_labels", 0))
-        if wait > 0:
-            record["push"] = {"status": "deferred", "seconds": round(wait, 1)}
-            self._defer(project_id, wait)
-            return
-        try:
-            record["pushed"] = self.push(project_id, schema, record.get("n_labels"))
-        except Exception as exc:  # noqa: BLE001 - the version still serves /predict
-            record["push"] = {"status": "failed", "error": _reason(exc)}
-            log.warning("project %s: pushing %s's predictions to Label Studio failed: %s", project_id, version,
-                        record["push"]["error"])
+        record["push"] = {"status": "deferred" if wait > 0 else "scheduled", "in_seconds": round(wait, 1)}
+        self._schedule(project_id, wait)
 
     def _wait(self, state: Dict, n_labels: int) -> float:
         """Seconds to hold a push back: none for a project's first trained version, after
@@ -89,54 +88,61 @@ class StudioLink(Listener):
             return 0.0
         return max(0.0, state.get("pushed_at", 0.0) + self.settings.push_every_seconds - time.time())
 
-    def _defer(self, project_id: str, seconds: float) -> None:
-        """Push the then current version when the time is up (one timer per project)."""
-        with self._lock:
-            if project_id in self._deferred:
-                return  # a held-back push is already due: it takes the newest version
-            timer = threading.Timer(seconds, self._deferred_push, args=(project_id,))
-            timer.daemon = True
-            self._deferred[project_id] = timer
-        timer.start()
+    def _schedule(self, project_id: str, delay: float) -> None:
+        """Push the project's then current version in `delay` seconds. One pusher thread per
+        project: pushes never overlap, and requests made meanwhile coalesce into one push of
+        the newest version."""
+        with self._due_changed:
+            due = time.time() + delay
+            if self._due.get(project_id, float("inf")) <= due:
+                return  # an earlier push is due already: it takes the newest version
+            self._due[project_id] = due
+            self._due_changed.notify_all()
+            if project_id in self._pushers:
+                return
+            self._pushers.add(project_id)
+        threading.Thread(target=self._pusher, args=(project_id,), daemon=True, name=f"push-{project_id}").start()
 
-    def _deferred_push(self, project_id: str) -> None:
-        with self._lock:
-            self._deferred.pop(project_id, None)
-        self._push_quietly(project_id)
+    def _pusher(self, project_id: str) -> None:
+        while True:
+            with self._due_changed:
+                due = self._due.get(project_id)
+                if due is None:
+                    self._pushers.discard(project_id)
+                    return
+                if due > time.time():
+                    self._due_changed.wait(due - time.time())
+                    continue
+                del self._due[project_id]
+                authorize = project_id in self._to_authorize
+                self._to_authorize.discard(project_id)
+            if authorize:
+                self._authorize_webhook(project_id)
+            if self.engine.project(project_id).read_json(STATE).get("pushed") != self.engine.current_version(project_id):
+                self._push_quietly(project_id)
 
     def run_finished(self, project_id: str, record: Dict, seconds: float) -> None:
         """A run that published nothing (skipped, failed) still retries a push that failed
         before: Label Studio must not keep an old version's scores until the labels change."""
-        if record.get("status") == "published" or project_id in self._deferred:
+        if record.get("status") == "published" or project_id in self._due:
             return
         current = self.engine.current_version(project_id)
         if current != UNTRAINED and self.engine.project(project_id).read_json(STATE).get("pushed") != current:
-            self._push_quietly(project_id)
+            self._schedule(project_id, 0.0)
 
     def connected(self, project_id: str, schema: Schema) -> None:
         """On /setup: push the current version if Label Studio has not got it, and give the
         webhook Label Studio made for this backend our basic-auth header (it makes it without
-        one). In the background: Label Studio waits 3 s for /setup and is connecting meanwhile."""
+        one). A little later, on the pusher thread: Label Studio waits 3 s for /setup and is
+        connecting meanwhile (it calls /setup twice; the two requests coalesce)."""
         state = self.engine.project(project_id).read_json(STATE)
-        if state.get("pushed") == self.engine.current_version(project_id) and (
-                not self.settings.auth_enabled or state.get("webhook_auth")):
+        authorize = self.settings.auth_enabled and not state.get("webhook_auth")
+        if state.get("pushed") == self.engine.current_version(project_id) and not authorize:
             return
-        with self._lock:  # Label Studio calls /setup twice when it connects: push once
-            if project_id in self._connecting:
-                return
-            self._connecting.add(project_id)
-        threading.Thread(target=self._connect_push, args=(project_id,), daemon=True, name=f"push-{project_id}").start()
-
-    def _connect_push(self, project_id: str) -> None:
-        try:
-            time.sleep(CONNECT_DELAY)  # let Label Studio finish connecting (it sets the model version too)
-            if self.settings.auth_enabled:
-                self._authorize_webhook(project_id)
-            if self.engine.project(project_id).read_json(STATE).get("pushed") != self.engine.current_version(project_id):
-                self._push_quietly(project_id)
-        finally:
+        if authorize:
             with self._lock:
-                self._connecting.discard(project_id)
+                self._to_authorize.add(project_id)
+        self._schedule(project_id, CONNECT_DELAY)
 
     def _authorize_webhook(self, project_id: str) -> None:
         """Add `Authorization: Basic ...` to the project's webhooks that Label Studio made for a
@@ -159,13 +165,25 @@ class StudioLink(Listener):
             log.warning("project %s: could not set the basic auth header on the webhook: %s", project_id, _reason(exc))
 
     def _push_quietly(self, project_id: str) -> None:
+        """Push, and record the outcome (`/versions` shows it as `push`, when the whole push is
+        done: the older versions' predictions deleted too); a failure is retried by
+        the next version, run or connect."""
+        started = time.time()
         try:
-            self.push(project_id, self.engine.schema(project_id))
-        except Exception as exc:  # noqa: BLE001 - logged; the next version or connect tries again
-            log.warning("project %s: pushing predictions to Label Studio failed: %s", project_id, _reason(exc))
+            stored = self.push(project_id, self.engine.schema(project_id))
+            outcome = {"status": "ok", "version": self.engine.project(project_id).read_json(STATE).get("pushed"),
+                       "predictions": stored}
+        except Exception as exc:  # noqa: BLE001
+            outcome = {"status": "failed", "error": _reason(exc)}
+            log.warning("project %s: pushing predictions to Label Studio failed: %s", project_id, outcome["error"])
+        project = self.engine.project(project_id)
+        if project.exists:
+            outcome.update(seconds=round(time.time() - started, 1),
+                           at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+            project.write_json(STATE, {**project.read_json(STATE), "last_push": outcome})
 
     # --- the push -------------------------------------------------------------------------
-    def push(self, project_id: str, schema: Schema, n_labels: Optional[int] = None) -> int:
+    def push(self, project_id: str, schema: Schema) -> int:
         """Score the unlabeled tasks with the current version, replace this backend's earlier
         predictions of them in Label Studio, and make the version the project's, so its sort and
         sampling use fresh scores. Returns how many predictions were stored."""
@@ -194,7 +212,7 @@ class StudioLink(Listener):
             self._drop_older_versions(project_id, version)
             project.write_json(STATE, {
                 **state, "pushed": version, "pushed_at": time.time(),
-                "pushed_labels": n_labels if n_labels is not None else state.get("pushed_labels", 0),
+                "pushed_labels": _labels_of(project, version),
                 "sampling_set": bool(state.get("sampling_set") or "sampling" in update),
             })
             log.info("project %s: pushed %d predictions of %s to Label Studio in %.1f s%s", project_id, stored,
@@ -209,6 +227,14 @@ class StudioLink(Listener):
         for version in self.client.model_versions(project_id):
             if version != keep and OURS.fullmatch(version):
                 self.client.delete_model_version(project_id, version)
+
+
+def _labels_of(project: Project, version: str) -> int:
+    """How many labels `version` was trained on (0 for the untrained rule or a pruned version)."""
+    try:
+        return int(project.registry.meta(version).get("n_labels", 0)) if version != UNTRAINED else 0
+    except (OSError, ValueError):
+        return 0
 
 
 def _reason(exc: Exception) -> str:

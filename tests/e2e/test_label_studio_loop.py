@@ -94,9 +94,9 @@ def test_active_learning_loop_with_real_label_studio(label_studio, backend_facto
     labeled = [lowest["task"]] + [t["id"] for t in tasks if t["id"] != lowest["task"]][:11]
     annotations = {tid: _annotate(ls, tid, truth[tid])["id"] for tid in labeled}
 
-    def trained_on(n):  # a version on n labels, pushed: it is Label Studio's model version
+    def trained_on(n):  # a version on n labels, pushed (older versions' predictions deleted too)
         return lambda body: body["details"] and body["details"][-1]["n_labels"] == n and \
-            ls.api("GET", f"/api/projects/{project}")["model_version"] == body["current"]
+            (body["push"] or {}).get("version") == body["current"] and body["push"]["status"] == "ok"
 
     first = _wait_backend(backend, project, trained_on(12), 180, "a version trained on 12 labels")
     version = first["current"]
@@ -201,6 +201,9 @@ def test_a_wrong_api_key_still_trains_on_stored_labels(label_studio, backend_fac
     body = _wait_backend(backend, project, lambda b: b["details"] and b["details"][-1]["n_labels"] == 7
                          and "sync" in b["last_run"], 180, "a version on the 7 stored labels")
     assert body["last_run"]["sync"]["status"] == "failed" and "401" in body["last_run"]["sync"]["error"]
+    # the push fails the same way, and /versions says so
+    body = _wait_backend(backend, project, lambda b: b["push"], 60, "the failed push recorded")
+    assert body["push"]["status"] == "failed" and "401" in body["push"]["error"]
 
 
 def test_both_token_kinds_reach_label_studio(label_studio):
@@ -226,7 +229,8 @@ def test_late_backend_learns_everything_from_label_studio(label_studio, backend_
     ml = ls.api("POST", "/api/ml", json={"url": backend.url, "project": project, "title": "late"})
     ls.api("POST", f"/api/ml/{ml['id']}/train")
 
-    body = _wait_backend(backend, project, lambda b: bool(b["details"]), 180, "a version after Start training")
+    body = _wait_backend(backend, project, lambda b: b["details"] and (b["push"] or {}).get("version") == b["current"],
+                         180, "a version after Start training, pushed")
     assert body["details"][-1]["n_labels"] == 12
     assert ls.api("GET", f"/api/projects/{project}")["model_version"] == body["current"]
 
@@ -255,9 +259,10 @@ def test_basic_auth_through_label_studio(label_studio, backend_factory):
 
     def stored():
         body = requests.get(f"{backend.url}/versions", params={"project": project}, auth=basic, timeout=5).json()
-        return body if body["labels"] == 7 and body["details"] and not body["training"] else None
+        return body if body["labels"] == 7 and body["details"] and not body["training"] and \
+            (body["push"] or {}).get("version") == body["current"] else None
 
-    body = _wait(stored, 180, "7 labels through the authenticated webhook, and a version")
+    body = _wait(stored, 180, "7 labels through the authenticated webhook, and a version, pushed")
     # Retrieve Predictions goes through the same credentials
     ls.api("POST", "/api/dm/actions", params={"id": "retrieve_tasks_predictions", "project": project},
            json={"selectedItems": {"all": True, "excluded": []}})
@@ -299,3 +304,32 @@ def test_pushes_are_held_back_and_then_sent(label_studio, backend_factory):
     assert ls.api("GET", f"/api/projects/{project}")["model_version"] == first["current"]  # held back
     _wait(lambda: ls.api("GET", f"/api/projects/{project}")["model_version"] == second["current"], 30,
           "the held-back push")
+
+
+def test_a_long_push_never_holds_the_next_version_back(label_studio, backend_factory):
+    """A push runs on its own thread: while 1,500 tasks' predictions go to Label Studio, the next
+    labels still train and publish; the push asked for meanwhile then sends the newest version."""
+    ls = label_studio
+    backend = backend_factory(MIN_LABELS="6", PUSH_EVERY_SECONDS="0")
+    rows = _dataset(per_intent=20)
+    truth = dict(rows)
+    project = ls.api("POST", "/api/projects", json={"title": "long push", "label_config": CONFIG})["id"]
+    filler = [{"text": f"{rows[i % len(rows)][0]} #{i}"} for i in range(1500 - len(rows))]
+    ls.api("POST", f"/api/projects/{project}/import", json=[{"text": t} for t, _ in rows] + filler)
+    ls.api("POST", "/api/ml", json={"url": backend.url, "project": project, "title": "baal"})
+    _wait_backend(backend, project, lambda b: (b["push"] or {}).get("version") == "v0000", 300, "v0000 pushed")
+    tasks = [t for t in _ordered_tasks(ls, project) if t["data"]["text"] in truth]
+    for task in tasks[:6]:
+        _annotate(ls, task["id"], truth[task["data"]["text"]])
+    first = _wait_backend(backend, project, lambda b: b["details"] and b["details"][-1]["n_labels"] == 6, 120, "v1")
+    for task in tasks[6:8]:
+        _annotate(ls, task["id"], truth[task["data"]["text"]])
+    second = _wait_backend(backend, project, lambda b: b["details"][-1]["n_labels"] == 8, 120, "v2")
+    # v2 was published while v1's push (about 1,500 predictions) was still going
+    assert (second["push"] or {}).get("version") != first["current"], second["push"]
+    assert second["last_run"]["push"]["status"] == "scheduled"
+    done = _wait_backend(backend, project, lambda b: (b["push"] or {}).get("version") == second["current"], 300,
+                         "v2 pushed after v1's push")
+    assert done["push"]["status"] == "ok" and done["push"]["predictions"] == 1500 - 8
+    assert ls.api("GET", f"/api/projects/{project}")["model_version"] == second["current"]
+    assert set(ls.api("GET", f"/api/projects/{project}/model-versions")) == {second["current"]}
