@@ -8,13 +8,14 @@ from pathlib import Path
 from typing import List, Optional
 
 from .settings import HEURISTICS, default_model_path
+from .simulation import COLD_STARTS
 
 
 def _simulate(args: argparse.Namespace) -> int:
     import numpy as np
 
     from .data import DataError, TextDataset, load_data
-    from .simulation import SimulationConfig, simulate, split_test, write_outputs
+    from .simulation import SimulationConfig, cryptic, simulate, split_test, write_outputs
 
     try:
         pool, test = load_data(args.data, args.text_column, args.label_column, args.test)
@@ -31,12 +32,15 @@ def _simulate(args: argparse.Namespace) -> int:
             num_draws=args.draws,
             max_length=args.max_length,
             seed=args.seed,
+            prior=args.prior == "on",
         )
     except (DataError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if test is None:
         pool, test = split_test(pool, args.test_fraction, args.seed)
+    if args.cryptic_labels:
+        pool, test = cryptic(pool, test, args.seed)
     if args.pool_size and args.pool_size < len(pool):
         keep = np.random.default_rng(args.seed).choice(len(pool), args.pool_size, replace=False)
         pool = TextDataset(pool.name, [pool.texts[i] for i in keep], [pool.labels[i] for i in keep])
@@ -106,12 +110,17 @@ def main(argv: Optional[List[str]] = None) -> int:
     sim.add_argument("--repeats", type=int, default=3)
     sim.add_argument("--mode", choices=["head", "finetune"], default="head", help="the server's training mode")
     sim.add_argument("--model", default=None, help="base model or fine-tuned checkpoint (default: packaged MiniLM)")
-    sim.add_argument("--cold-start", choices=["kmeans", "random"], default="kmeans", help="how the seed set is chosen")
+    sim.add_argument("--cold-start", choices=list(COLD_STARTS), default="kmeans",
+                     help="how the seed set is chosen (prior, kmeans-margin: with the label-name prior)")
     sim.add_argument("--draws", type=int, default=20, help="MC-Dropout draws")
     sim.add_argument("--mc", choices=["head", "full"], default="head",
                      help="dropout in the head only (the server's path) or in the whole network (costly)")
     sim.add_argument("--max-length", type=int, default=128)
     sim.add_argument("--pool-size", type=int, default=None, help="subsample the pool to this many texts")
+    sim.add_argument("--prior", choices=["on", "off"], default="on",
+                     help="head mode: learn on top of the label-name prior (and report it at 0 labels)")
+    sim.add_argument("--cryptic-labels", action="store_true",
+                     help="rename the classes to meaningless codes (what the prior does with names that say nothing)")
     sim.add_argument("--seed", type=int, default=0)
     sim.add_argument("--out", default="simulation", help="output directory")
     sim.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -24,6 +24,7 @@ from .hf import is_finetuned_for, load_classifier, load_tokenizer, match_labels
 from .jobs import TrainingCoordinator
 from .labels import Label, MergeResult, fingerprint
 from .model import Classifier, HeadClassifier, TransformerClassifier, load_classifier_dir
+from .prior import LabelPrior, better_than_chance
 from .project import Project
 from .registry import UNTRAINED
 from .schema import Schema, SchemaError, parse_label_config
@@ -77,9 +78,11 @@ class Engine:
             eval_fraction=settings.eval_fraction,
             num_draws=settings.num_draws,
             seed=settings.seed,
+            prior=settings.label_prior,
         )
         self._projects: Dict[str, Project] = {}
         self._base: Dict[Tuple[str, ...], Optional[Classifier]] = {}
+        self._priors: Dict[Tuple, LabelPrior] = {}
         self._refused: Dict[Tuple[str, str], str] = {}  # (project, version) -> why it is not served
         self._encoder: Optional[Encoder] = None
         self._lock = threading.RLock()  # the project table
@@ -259,7 +262,7 @@ class Engine:
         n = len(texts)
         best_index, best_probability, scores = np.zeros(n, dtype=np.int64), np.zeros(n), np.zeros(n)
         if clf is None:
-            return Predictions(version, schema.labels, best_index, best_probability, self._cold_scores(texts), prefill=False)
+            return self._cold_predictions(project_id, schema, texts)
         for start in range(0, n, PREDICT_CHUNK):
             part = slice(start, min(start + PREDICT_CHUNK, n))
             probs = align(clf.predict_proba(texts[part], self.settings.num_draws), clf.labels, schema.labels)
@@ -269,10 +272,44 @@ class Engine:
             scores[part] = acquisition.prediction_scores(probs, self.settings.heuristic, self.settings.score_mode, self._rng)
         return Predictions(version, schema.labels, best_index, best_probability, scores)
 
-    def _cold_scores(self, texts: Sequence[str]) -> np.ndarray:
-        """k-means diversity over the texts of this request (the first batch: MIN_LABELS texts)."""
-        scores = cold_start.diversity_scores(self.encoder.embed(texts), self.settings.min_labels, self.settings.seed)
-        return 1.0 - scores if self.settings.score_mode == "uncertainty" else scores
+    def _cold_predictions(self, project_id: str, schema: Schema, texts: Sequence[str]) -> Predictions:
+        """Before a project's first version: the label-name prior's classes, pre-filled only once
+        the project's own stored labels show the prior beats chance; scores that put a first batch
+        of MIN_LABELS texts first, spread over the prior's classes (or over k-means clusters
+        without a prior)."""
+        emb = self.encoder.embed(texts)
+        n = len(texts)
+        prior = self.label_prior(schema)
+        probs = prior.probabilities(emb) if prior is not None else None
+        scores = cold_start.diversity_scores(emb, self.settings.min_labels, self.settings.seed, probs)
+        if self.settings.score_mode == "uncertainty":
+            scores = 1.0 - scores
+        if probs is None:
+            return Predictions(UNTRAINED, schema.labels, np.zeros(n, dtype=np.int64), np.zeros(n), scores, prefill=False)
+        best = probs.argmax(1)
+        return Predictions(UNTRAINED, schema.labels, best, probs[np.arange(n), best], scores,
+                           prefill=self._prior_beats_chance(project_id, schema, prior))
+
+    def label_prior(self, schema: Schema) -> Optional[LabelPrior]:
+        """The label-name prior of a config (LABEL_PRIOR), built once per set of choices."""
+        if not self.settings.label_prior:
+            return None
+        key = (schema.labels, schema.descriptions)
+        with self._model_lock:
+            if key not in self._priors:
+                self._priors[key] = LabelPrior.of(self.encoder, schema.labels, schema.descriptions)
+            return self._priors[key]
+
+    def _prior_beats_chance(self, project_id: str, schema: Schema, prior: LabelPrior) -> bool:
+        """Do the project's stored labels show the prior is better than guessing (a one-sided
+        binomial test at 1%)? With no labels nobody knows: no pre-filled class."""
+        project = self.project(project_id)
+        labels = [lb for lb in project.store.all() if lb.label in schema.labels] if project.exists else []
+        if not labels:
+            return False
+        y = np.array([schema.labels.index(lb.label) for lb in labels])
+        hits = int((prior.logits(self.encoder.embed([lb.text for lb in labels])).argmax(1) == y).sum())
+        return better_than_chance(hits, len(labels), len(schema.labels))
 
     # --- labels ---------------------------------------------------------------------------
     def store_labels(self, project_id: str, labels: Sequence[Label]) -> bool:
@@ -369,12 +406,15 @@ class Engine:
         texts, groups = [lb.text for lb in labels], [lb.task_id for lb in labels]
         if self.settings.train_mode == "head":
             emb = self.encoder.embed(texts)  # cached per text: this process holds the encoder
-            state, metrics = trainer_process.run(fit_head, emb, y, groups, len(schema.labels), self.train_config)
+            prior = self.label_prior(schema)
+            state, metrics = trainer_process.run(fit_head, emb, y, groups, len(schema.labels), self.train_config,
+                                                 prior.prototypes if prior is not None else None)
             fit = metrics.pop("fit")
             log.info("project %s: head fitted on %d labels: %d epochs, %d steps, final loss %.4f, %.2f s "
                      "(quality: %s)", project.id, fit["labels"], fit["epochs"], fit["steps"], fit["loss"],
                      fit["seconds"], metrics.get("eval"))
-            clf: Classifier = HeadClassifier.from_state(self.encoder, state, schema.labels)
+            scaled = prior.with_scale(metrics["prior_scale"]) if prior is not None else None
+            clf: Classifier = HeadClassifier.from_state(self.encoder, state, schema.labels, scaled)
         else:
             clf, metrics = fit_finetune_with_quality(
                 self.settings.baseline_model_name, schema.labels, texts, y, groups, self.train_config
@@ -411,7 +451,8 @@ class Engine:
     def training_fingerprint(self, schema: Schema, labels: Sequence[Label]) -> str:
         """Equal for two runs that would learn the same thing: labels, classes, encoder, recipe."""
         recipe = repr(sorted(asdict(self.train_config).items()))
-        return fingerprint(labels, "\x1f".join(schema.labels), self.encoder.identity, recipe)
+        classes = "\x1f".join(schema.labels) + (repr(schema.descriptions) if self.settings.label_prior else "")
+        return fingerprint(labels, classes, self.encoder.identity, recipe)
 
     def resume(self) -> List[str]:
         """At start-up: queue a run for every project whose stored labels, classes or encoder

@@ -27,9 +27,11 @@ from transformers import AutoModelForSequenceClassification, PreTrainedModel
 
 from .encoder import Encoder, clip, length_sorted_batches
 from .hf import config_labels, load_tokenizer
+from .prior import LabelPrior, prior_offset
 
 META_FILE = "classifier.json"
 HEAD_WEIGHTS = "head.pt"
+PRIOR_FILE = "prior.npy"  # the label-name prototypes a head was trained on top of
 
 
 class Classifier(Protocol):
@@ -81,12 +83,18 @@ class MCHead(nn.Module):
 
 
 @torch.inference_mode()
-def mc_proba(head: MCHead, emb: np.ndarray, draws: int, chunk: int = 4096) -> np.ndarray:
-    """MC-Dropout probabilities [n, classes, draws] of a head on embeddings."""
+def mc_proba(head: MCHead, emb: np.ndarray, draws: int, prior: Optional[LabelPrior] = None,
+             chunk: int = 4096) -> np.ndarray:
+    """MC-Dropout probabilities [n, classes, draws] of a head on embeddings; with a prior, the
+    head's logits are added to the prior's (the head was trained that way)."""
     out = np.empty((len(emb), head.out[1].out_features, draws), dtype=np.float32)
     for start in range(0, len(emb), chunk):
-        x = torch.from_numpy(np.ascontiguousarray(emb[start : start + chunk], dtype=np.float32))
-        out[start : start + len(x)] = _draws_to_probs(head.draws(x, draws), len(x), draws)
+        part = np.ascontiguousarray(emb[start : start + chunk], dtype=np.float32)
+        logits = head.draws(torch.from_numpy(part), draws)
+        offset = prior_offset(prior, part)
+        if offset is not None:
+            logits = logits + torch.from_numpy(offset).repeat_interleave(draws, dim=0)
+        out[start : start + len(part)] = _draws_to_probs(logits, len(part), draws)
     return out
 
 
@@ -97,15 +105,35 @@ def _init_linear(layer: nn.Linear, generator: torch.Generator) -> None:
     nn.init.uniform_(layer.bias, -bound, bound, generator=generator)
 
 
+class PriorClassifier:
+    """The label-name prior alone: a project's predictions before its first version. Its draws
+    are all alike (no dropout), so it ranks by margin, entropy or confidence, never by BALD."""
+
+    kind = "prior"
+
+    def __init__(self, encoder: Encoder, prior: LabelPrior, labels: Sequence[str]):
+        self.encoder = encoder
+        self.prior = prior
+        self.labels = tuple(labels)
+
+    def predict_proba(self, texts: Sequence[str], draws: int) -> np.ndarray:
+        probs = self.prior.probabilities(self.encoder.embed(texts))
+        return np.repeat(probs[:, :, None], draws, axis=2)
+
+    def save(self, path: Path) -> None:  # never published: it is rebuilt from the label config
+        raise NotImplementedError("the prior is not a version")
+
+
 class HeadClassifier:
-    """Frozen encoder embeddings -> MC-Dropout MLP head."""
+    """Frozen encoder embeddings -> MC-Dropout MLP head (on top of the label-name prior, if any)."""
 
     kind = "head"
 
-    def __init__(self, encoder: Encoder, head: MCHead, labels: Sequence[str]):
+    def __init__(self, encoder: Encoder, head: MCHead, labels: Sequence[str], prior: Optional[LabelPrior] = None):
         self.encoder = encoder
         self.head = head.eval()
         self.labels = tuple(labels)
+        self.prior = prior
 
     @classmethod
     def new(cls, encoder: Encoder, labels: Sequence[str], seed: int = 0) -> "HeadClassifier":
@@ -115,24 +143,29 @@ class HeadClassifier:
         return self.proba_from_embeddings(self.encoder.embed(texts), draws)
 
     def proba_from_embeddings(self, emb: np.ndarray, draws: int) -> np.ndarray:
-        return mc_proba(self.head, emb, draws)
+        return mc_proba(self.head, emb, draws, self.prior)
 
     def save(self, path: Path) -> None:
         torch.save(self.head.state_dict(), path / HEAD_WEIGHTS)
         meta = {"kind": self.kind, "labels": list(self.labels), "encoder": self.encoder.name_or_path}
+        if self.prior is not None:
+            np.save(path / PRIOR_FILE, self.prior.prototypes)
+            meta["prior_scale"] = self.prior.scale
         (path / META_FILE).write_text(json.dumps(meta))
 
     @classmethod
-    def from_state(cls, encoder: Encoder, state: Dict[str, Any], labels: Sequence[str]) -> "HeadClassifier":
+    def from_state(cls, encoder: Encoder, state: Dict[str, Any], labels: Sequence[str],
+                   prior: Optional[LabelPrior] = None) -> "HeadClassifier":
         """From a head's `state_dict` (tensors or NumPy arrays)."""
         head = MCHead(encoder.dim, len(labels))
         head.load_state_dict({k: torch.as_tensor(v) for k, v in state.items()})
-        return cls(encoder, head, labels)
+        return cls(encoder, head, labels, prior)
 
     @classmethod
     def load(cls, path: Path, encoder: Encoder) -> "HeadClassifier":
         meta = json.loads((path / META_FILE).read_text())
-        return cls.from_state(encoder, torch.load(path / HEAD_WEIGHTS, weights_only=True), meta["labels"])
+        prior = LabelPrior(np.load(path / PRIOR_FILE), meta["prior_scale"]) if "prior_scale" in meta else None
+        return cls.from_state(encoder, torch.load(path / HEAD_WEIGHTS, weights_only=True), meta["labels"], prior)
 
 
 class _Fixed(nn.Module):

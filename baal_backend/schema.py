@@ -26,6 +26,8 @@ class Schema:
     source : the object tag: "text", "hypertext" (HTML, read as its visible text) or
         "paragraphs" (a list of utterances, read as "name: text" lines).
     name_key, item_key : for "paragraphs", the keys of an utterance's speaker and text.
+    descriptions : per label, its `hint` and `alias` when the config gives them (the label-name
+        prior embeds them with the value).
     """
 
     from_name: str
@@ -35,6 +37,7 @@ class Schema:
     source: str = "text"
     name_key: str = "author"
     item_key: str = "text"
+    descriptions: Tuple[Tuple[str, ...], ...] = ()
 
     @property
     def n_classes(self) -> int:
@@ -72,7 +75,8 @@ def parse_label_config(config: str) -> Schema:
     if not value.startswith("$") or len(value) < 2:
         raise SchemaError(f'<{source.tag} name="{to_name}"> must read its text from task data, like value="$text"')
 
-    labels = [el.get("value") for el in choices.iter() if el.tag.lower() == "choice"]
+    elements = [el for el in choices.iter() if el.tag.lower() == "choice"]
+    labels = [el.get("value") for el in elements]
     if any(not label for label in labels):
         raise SchemaError(f'a <Choice> in "{from_name}" has no value')
     if len(set(labels)) != len(labels):
@@ -82,4 +86,6 @@ def parse_label_config(config: str) -> Schema:
     return Schema(
         from_name, to_name, value[1:], tuple(labels), source=source.tag.lower(),
         name_key=source.get("nameKey") or "author", item_key=source.get("textKey") or "text",
+        descriptions=tuple(tuple(el.get(a).strip() for a in ("hint", "alias") if (el.get(a) or "").strip())
+                           for el in elements),
     )

@@ -55,6 +55,7 @@ class Settings:
     num_draws: int = 20
     heuristic: str = "margin"
     score_mode: str = "rank"
+    label_prior: bool = True
     epochs: int = MODE_DEFAULTS["head"]["epochs"]
     learning_rate: float = MODE_DEFAULTS["head"]["learning_rate"]
     batch_size: int = MODE_DEFAULTS["head"]["batch_size"]
@@ -158,6 +159,7 @@ class Settings:
             "num_draws": _int(env, "NUM_DRAWS", 20),
             "heuristic": env.get("HEURISTIC", "margin").strip().lower(),
             "score_mode": env.get("SCORE_MODE", "rank").strip().lower(),
+            "label_prior": _bool(env, "LABEL_PRIOR", True),
             "epochs": _int(env, "EPOCHS", defaults["epochs"]),
             "learning_rate": _float(env, "LEARNING_RATE", defaults["learning_rate"]),
             "batch_size": _int(env, "BATCH_SIZE", defaults["batch_size"]),

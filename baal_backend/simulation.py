@@ -10,7 +10,7 @@ import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 from sklearn.metrics import accuracy_score, f1_score
@@ -20,8 +20,12 @@ from tqdm.auto import tqdm
 from . import acquisition, cold_start
 from .data import TextDataset
 from .encoder import Encoder
+from .prior import LabelPrior
 from .settings import HEURISTICS
 from .training import TrainConfig, train_finetune, train_head_on_embeddings
+
+
+COLD_STARTS = ("kmeans", "random", "prior", "kmeans-margin")
 
 
 @dataclass
@@ -38,6 +42,7 @@ class SimulationConfig:
     num_draws: int = 20
     max_length: int = 128
     seed: int = 0
+    prior: bool = True
 
     def __post_init__(self) -> None:
         unknown = [s for s in self.strategies if s not in HEURISTICS]
@@ -45,8 +50,10 @@ class SimulationConfig:
             raise ValueError(f"unknown strategies {unknown}; choose from {', '.join(HEURISTICS)}")
         if not 0 < self.seed_size <= self.budget or self.batch_size < 1 or self.repeats < 1:
             raise ValueError("need 0 < seed-size <= budget, batch-size >= 1 and repeats >= 1")
-        if self.cold_start not in ("kmeans", "random"):
-            raise ValueError("cold start must be 'kmeans' or 'random'")
+        if self.cold_start not in COLD_STARTS:
+            raise ValueError(f"cold start must be one of {', '.join(COLD_STARTS)}")
+        if self.cold_start in ("prior", "kmeans-margin") and not (self.prior and self.mode == "head"):
+            raise ValueError(f"cold start {self.cold_start!r} needs the label-name prior (--prior on, head mode)")
         if self.mc not in ("head", "full"):
             raise ValueError("mc must be 'head' (the server's path) or 'full' (dropout in the whole network)")
         if self.mc == "full" and self.mode != "head":
@@ -68,19 +75,27 @@ class _Learner:
         self.pool_texts, self.test_texts = pool.texts, test.texts
         self.y_pool = np.array([index[y] for y in pool.labels])
         self.y_test = np.array([index[y] for y in test.labels])
-        self.train_cfg = TrainConfig(mode=cfg.mode, max_length=cfg.max_length, num_draws=cfg.num_draws, seed=cfg.seed)
+        self.train_cfg = TrainConfig(mode=cfg.mode, max_length=cfg.max_length, num_draws=cfg.num_draws, seed=cfg.seed,
+                                     prior=cfg.prior)
         if cfg.mode == "finetune":
             self.train_cfg = TrainConfig(mode="finetune", epochs=3, learning_rate=5e-5, batch_size=16,
                                          max_length=cfg.max_length, num_draws=cfg.num_draws, seed=cfg.seed)
         self.encoder = Encoder(cfg.model, max_length=cfg.max_length)
         self.pool_emb = self.encoder.embed(self.pool_texts)
         self.test_emb = self.encoder.embed(self.test_texts)
+        self.prior = LabelPrior.of(self.encoder, self.labels) if cfg.prior and cfg.mode == "head" else None
+
+    def zero_labels(self) -> Dict[str, Optional[float]]:
+        """Test metrics before any label: the label-name prior's (None without it)."""
+        if self.prior is None:
+            return {"accuracy": None, "macro_f1": None}
+        return self._metrics(self.prior.probabilities(self.test_emb))
 
     def fit_and_score(self, labeled: np.ndarray, candidates: np.ndarray):
         """(test metrics, MC probabilities of the candidates)."""
         y = self.y_pool[labeled]
         if self.cfg.mode == "head":
-            clf = train_head_on_embeddings(self.encoder, self.labels, self.pool_emb[labeled], y, self.train_cfg)
+            clf = train_head_on_embeddings(self.encoder, self.labels, self.pool_emb[labeled], y, self.train_cfg, self.prior)
             test_probs = clf.proba_from_embeddings(self.test_emb, self.cfg.num_draws)
             if self.cfg.mc == "full":
                 cand_probs = self._full_mc(clf, candidates)
@@ -90,12 +105,14 @@ class _Learner:
             clf = train_finetune(self.cfg.model, self.labels, [self.pool_texts[i] for i in labeled], y, self.train_cfg)
             test_probs = clf.predict_proba(self.test_texts, self.cfg.num_draws)
             cand_probs = clf.predict_proba([self.pool_texts[i] for i in candidates], self.cfg.num_draws)
-        pred = test_probs.mean(-1).argmax(1)
-        metrics = {
+        return self._metrics(test_probs.mean(-1)), cand_probs
+
+    def _metrics(self, test_probs: np.ndarray) -> Dict[str, float]:
+        pred = test_probs.argmax(1)
+        return {
             "accuracy": float(accuracy_score(self.y_test, pred)),
             "macro_f1": float(f1_score(self.y_test, pred, average="macro", zero_division=0)),
         }
-        return metrics, cand_probs
 
     def _full_mc(self, clf, candidates: np.ndarray) -> np.ndarray:
         """Each draw: the body with its dropout on, then one head draw."""
@@ -104,9 +121,19 @@ class _Learner:
         return np.concatenate([clf.proba_from_embeddings(emb, 1) for emb in draws], axis=2)
 
     def seed_set(self, rule: str, rng: np.random.Generator, seed: int) -> np.ndarray:
+        k = self.cfg.seed_size
         if rule == "kmeans":
-            return cold_start.representatives(self.pool_emb, self.cfg.seed_size, seed)
-        return rng.choice(len(self.pool_texts), self.cfg.seed_size, replace=False)
+            return cold_start.representatives(self.pool_emb, k, seed)
+        if rule == "prior":
+            return cold_start.prior_representatives(self._pool_prior(), k)
+        if rule == "kmeans-margin":
+            return cold_start.cluster_margin_representatives(self.pool_emb, self._pool_prior(), k, seed)
+        return rng.choice(len(self.pool_texts), k, replace=False)
+
+    def _pool_prior(self) -> np.ndarray:
+        if self.prior is None:
+            raise ValueError("this cold start needs the label-name prior (--prior on, head mode)")
+        return self.prior.probabilities(self.pool_emb)
 
 
 def split_test(pool: TextDataset, fraction: float, seed: int):
@@ -122,27 +149,41 @@ def split_test(pool: TextDataset, fraction: float, seed: int):
     return take(train, pool.name), take(test, f"{pool.name}-test")
 
 
+def cryptic(pool: TextDataset, test: TextDataset, seed: int = 0) -> Tuple[TextDataset, TextDataset]:
+    """The same data with each class renamed to a meaningless code (`K07`), the same code in
+    both splits (codes follow a seeded shuffle of the sorted class names)."""
+    classes = sorted(set(pool.labels) | set(test.labels))
+    order = np.random.default_rng(seed).permutation(len(classes))
+    code = {c: f"K{int(k):02d}" for c, k in zip(classes, order)}
+
+    def renamed(data: TextDataset) -> TextDataset:
+        return TextDataset(f"{data.name}-cryptic", list(data.texts), [code[y] for y in data.labels])
+
+    return renamed(pool), renamed(test)
+
+
 def simulate(pool: TextDataset, test: TextDataset, cfg: SimulationConfig, progress: bool = True) -> Dict:
     """Run every strategy `repeats` times; return results in the `results.json` shape."""
     labels = sorted(set(pool.labels) | set(test.labels))
     learner = _Learner(cfg, pool, test, labels)
     budgets = cfg.budgets
     curves: Dict[str, List[List[Dict[str, float]]]] = {s: [] for s in cfg.strategies}
-    cold: Dict[str, List[float]] = {"kmeans": [], "random": []}
+    cold: Dict[str, List[float]] = {}
     total = cfg.repeats * (len(cfg.strategies) * (len(budgets) - 1) + 2)
     bar = tqdm(total=total, desc="simulate", disable=not progress, unit="round")
     everything = np.arange(len(pool))
     for rep in range(cfg.repeats):
         seed = cfg.seed + rep
         seed_set = learner.seed_set(cfg.cold_start, np.random.default_rng(seed), seed)
-        # the cold-start rule against the other rule, same number of labels
-        other = "random" if cfg.cold_start == "kmeans" else "kmeans"
-        other_set = learner.seed_set(other, np.random.default_rng(seed + 10_000), seed)
-        cold[other].append(learner.fit_and_score(other_set, other_set[:0])[0]["accuracy"])
+        # the cold-start rule against the others, same number of labels
+        for other in COLD_STARTS:
+            if other != cfg.cold_start and (learner.prior is not None or other in ("kmeans", "random")):
+                other_set = learner.seed_set(other, np.random.default_rng(seed + 10_000), seed)
+                cold.setdefault(other, []).append(learner.fit_and_score(other_set, other_set[:0])[0]["accuracy"])
         # the seed round is the same for every strategy: train it once
         first_unlabeled = np.setdiff1d(everything, seed_set)
         first_metrics, first_probs = learner.fit_and_score(seed_set, first_unlabeled)
-        cold[cfg.cold_start].append(first_metrics["accuracy"])
+        cold.setdefault(cfg.cold_start, []).append(first_metrics["accuracy"])
         bar.update(2)
         for k, strategy in enumerate(cfg.strategies):
             bar.set_postfix(repeat=rep + 1, strategy=strategy)
@@ -158,7 +199,7 @@ def simulate(pool: TextDataset, test: TextDataset, cfg: SimulationConfig, progre
                 bar.update()
             curves[strategy].append(curve)
     bar.close()
-    return summarise(pool.name, len(labels), cfg, budgets, curves, cold)
+    return {**summarise(pool.name, len(labels), cfg, budgets, curves, cold), "zero_labels": learner.zero_labels()}
 
 
 def summarise(dataset: str, n_classes: int, cfg: SimulationConfig, budgets: List[int],
@@ -226,6 +267,9 @@ def results_table(results: Dict) -> str:
             cells.append(f"{s['accuracy_mean'][i]:.4f} ± {s['accuracy_std'][i]:.4f}")
         cells.append(str(s["labels_to_match_random"]) if s["labels_to_match_random"] is not None else "not reached")
         lines.append("| " + " | ".join(cells) + " |")
+    zero = results.get("zero_labels") or {}
+    if zero.get("accuracy") is not None:
+        lines += ["", f"At 0 labels (the label-name prior): accuracy {zero['accuracy']:.4f}, macro-F1 {zero['macro_f1']:.4f}"]
     if results.get("cold_start"):
         lines += ["", "Cold start (first batch, before any model): accuracy after training on it", ""]
         for rule, c in results["cold_start"].items():

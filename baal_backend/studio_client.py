@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 UNCERTAINTY_SAMPLING = "Uncertainty sampling"
 PAGE_SIZE = 500  # tasks per page of the push: one listing, one delete, one import per page
 EXPORT_TIMEOUT = 300.0  # the label sync's export of every annotated task
+BULK_TIMEOUT = 300.0  # deleting a version's predictions: 10,000 take Label Studio (SQLite) about 30 s
 
 
 class LabelStudioClient:
@@ -95,7 +96,8 @@ class LabelStudioClient:
 
     def delete_model_version(self, project: str, version: str) -> None:
         """Delete every prediction of one model version (one request, however many)."""
-        self.request("DELETE", f"/api/projects/{project}/model-versions", json={"model_version": version})
+        self.request("DELETE", f"/api/projects/{project}/model-versions", timeout=BULK_TIMEOUT,
+                     json={"model_version": version})
 
     def labels(self, project: str, schema: Schema) -> List[Label]:
         """Every usable label of a project."""

@@ -39,6 +39,7 @@ STATE = "studio.json"  # per project: {"pushed", "pushed_at", "pushed_labels", "
 #: Model versions this backend writes: v0000 and vNNNN-YYYYmmdd-HHMMSS.
 OURS = re.compile(r"v\d{4,}(-\d{8}-\d{6})?")
 CONNECT_DELAY = 2.0  # seconds between /setup and the connect push
+RETRY_SECONDS, MAX_RETRY_SECONDS = 30.0, 1800.0  # a failed push is retried, backing off to this
 
 
 class StudioLink(Listener):
@@ -52,6 +53,7 @@ class StudioLink(Listener):
         self._due_changed = threading.Condition(self._lock)
         self._due: Dict[str, float] = {}  # project -> when its next push is due (time.time())
         self._pushers: Set[str] = set()  # projects whose pusher thread runs
+        self._failures: Dict[str, int] = {}  # failed pushes in a row, per project
 
     # --- events ---------------------------------------------------------------------------
     def run_starting(self, project_id: str, schema: Schema, sync: bool, record: Dict) -> None:
@@ -118,17 +120,24 @@ class StudioLink(Listener):
                 self._to_authorize.discard(project_id)
             if authorize:
                 self._authorize_webhook(project_id)
-            if self.engine.project(project_id).read_json(STATE).get("pushed") != self.engine.current_version(project_id):
-                self._push_quietly(project_id)
+            if not self._push_quietly(project_id):
+                failures = self._failures[project_id] = self._failures.get(project_id, 0) + 1
+                self._schedule(project_id, min(RETRY_SECONDS * 2 ** (failures - 1), MAX_RETRY_SECONDS))
+            else:
+                self._failures.pop(project_id, None)
 
     def run_finished(self, project_id: str, record: Dict, seconds: float) -> None:
         """A run that published nothing (skipped, failed) still retries a push that failed
         before: Label Studio must not keep an old version's scores until the labels change."""
         if record.get("status") == "published" or project_id in self._due:
             return
-        current = self.engine.current_version(project_id)
-        if current != UNTRAINED and self.engine.project(project_id).read_json(STATE).get("pushed") != current:
+        if self.engine.current_version(project_id) != UNTRAINED and self._behind(project_id):
             self._schedule(project_id, 0.0)
+
+    def _behind(self, project_id: str) -> bool:
+        """Label Studio lacks the current version's predictions, or still holds older ones."""
+        state = self.engine.project(project_id).read_json(STATE)
+        return state.get("pushed") != self.engine.current_version(project_id) or bool(state.get("cleanup_pending"))
 
     def connected(self, project_id: str, schema: Schema) -> None:
         """On /setup: push the current version if Label Studio has not got it, and give the
@@ -137,7 +146,7 @@ class StudioLink(Listener):
         connecting meanwhile (it calls /setup twice; the two requests coalesce)."""
         state = self.engine.project(project_id).read_json(STATE)
         authorize = self.settings.auth_enabled and not state.get("webhook_auth")
-        if state.get("pushed") == self.engine.current_version(project_id) and not authorize:
+        if not authorize and not self._behind(project_id):
             return
         if authorize:
             with self._lock:
@@ -164,23 +173,31 @@ class StudioLink(Listener):
         except Exception as exc:  # noqa: BLE001
             log.warning("project %s: could not set the basic auth header on the webhook: %s", project_id, _reason(exc))
 
-    def _push_quietly(self, project_id: str) -> None:
-        """Push, and record the outcome (`/versions` shows it as `push`, when the whole push is
-        done: the older versions' predictions deleted too); a failure is retried by
-        the next version, run or connect."""
+    def _push_quietly(self, project_id: str) -> bool:
+        """Bring Label Studio up to date: push the current version if it has not got it, or
+        finish deleting older versions' predictions. Records the outcome (`/versions` shows it as
+        `push`, once the whole push is done); False when it failed (retried later)."""
+        project = self.engine.project(project_id)
+        state = project.read_json(STATE)
         started = time.time()
         try:
-            stored = self.push(project_id, self.engine.schema(project_id))
-            outcome = {"status": "ok", "version": self.engine.project(project_id).read_json(STATE).get("pushed"),
-                       "predictions": stored}
+            if state.get("pushed") != self.engine.current_version(project_id):
+                stored = self.push(project_id, self.engine.schema(project_id))
+                outcome = {"status": "ok", "version": project.read_json(STATE).get("pushed"), "predictions": stored}
+            elif state.get("cleanup_pending"):
+                self._drop_older_versions(project_id, state["pushed"])
+                outcome = {**state.get("last_push", {}), "status": "ok"}
+            else:
+                return True
         except Exception as exc:  # noqa: BLE001
             outcome = {"status": "failed", "error": _reason(exc)}
-            log.warning("project %s: pushing predictions to Label Studio failed: %s", project_id, outcome["error"])
-        project = self.engine.project(project_id)
+            log.warning("project %s: pushing predictions to Label Studio failed (retried later): %s", project_id,
+                        outcome["error"])
         if project.exists:
             outcome.update(seconds=round(time.time() - started, 1),
                            at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
             project.write_json(STATE, {**project.read_json(STATE), "last_push": outcome})
+        return outcome["status"] == "ok"
 
     # --- the push -------------------------------------------------------------------------
     def push(self, project_id: str, schema: Schema) -> int:
@@ -199,6 +216,8 @@ class StudioLink(Listener):
             preds = self.engine.predict(project_id, schema, texts) if texts else None
             version = preds.version if preds else self.engine.current_version(project_id)
             by_task = {unlabeled[i]["id"]: item for i, item in zip(indices, predictions_json(schema, preds))} if preds else {}
+            if version in self.client.model_versions(project_id):
+                self.client.delete_model_version(project_id, version)  # a push of it broke off: start clean
             stored = sum(
                 self.client.import_predictions(
                     project_id, [{"task": t["id"], **by_task[t["id"]]} for t in page if t["id"] in by_task])
@@ -209,14 +228,13 @@ class StudioLink(Listener):
             if self.settings.label_studio_set_sampling and not state.get("sampling_set"):
                 update["sampling"] = UNCERTAINTY_SAMPLING
             self.client.update_project(project_id, **update)
-            self._drop_older_versions(project_id, version)
-            project.write_json(STATE, {
-                **state, "pushed": version, "pushed_at": time.time(),
-                "pushed_labels": _labels_of(project, version),
-                "sampling_set": bool(state.get("sampling_set") or "sampling" in update),
-            })
-            log.info("project %s: pushed %d predictions of %s to Label Studio in %.1f s%s", project_id, stored,
-                     version, time.perf_counter() - started,
+            state = {**state, "pushed": version, "pushed_at": time.time(), "pushed_labels": _labels_of(project, version),
+                     "sampling_set": bool(state.get("sampling_set") or "sampling" in update), "cleanup_pending": True}
+            project.write_json(STATE, state)
+            pushed = time.perf_counter() - started
+            self._drop_older_versions(project_id, version)  # if it fails, the pusher retries just this
+            log.info("project %s: pushed %d predictions of %s to Label Studio in %.1f s (older versions' predictions "
+                     "deleted in %.1f s)%s", project_id, stored, version, pushed, time.perf_counter() - started - pushed,
                      "; switched it to uncertainty sampling" if "sampling" in update else "")
             return stored
 
@@ -227,6 +245,9 @@ class StudioLink(Listener):
         for version in self.client.model_versions(project_id):
             if version != keep and OURS.fullmatch(version):
                 self.client.delete_model_version(project_id, version)
+        project = self.engine.project(project_id)
+        if project.exists:
+            project.write_json(STATE, {**project.read_json(STATE), "cleanup_pending": False})
 
 
 def _labels_of(project: Project, version: str) -> int:

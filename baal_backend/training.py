@@ -10,7 +10,7 @@ import math
 import tempfile
 import time
 from dataclasses import dataclass
-from typing import Dict, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -18,10 +18,12 @@ import torch
 from . import quality
 from .encoder import Encoder, clip
 from .model import HeadClassifier, MCHead, TransformerClassifier, mc_proba
+from .prior import LabelPrior, prior_offset
 
 log = logging.getLogger(__name__)
 
 MIN_HEAD_STEPS = 500
+FINETUNE_MIN_STEPS = 200
 
 
 @dataclass(frozen=True)
@@ -36,15 +38,21 @@ class TrainConfig:
     eval_fraction: float = 0.2
     num_draws: int = 20
     seed: int = 0
+    prior: bool = True  # head mode: learn on top of the label-name prior
+    head_learning_rate: float = 2e-3  # finetune mode: the classifier layers' rate (the body's: learning_rate)
 
 
-def train_mc_head(emb: np.ndarray, y: np.ndarray, n_classes: int, cfg: TrainConfig) -> MCHead:
-    """Train a fresh MC-Dropout MLP head on frozen embeddings (seconds on a CPU). The head's
-    `fit_stats_` say how: labels, epochs, steps, final loss, seconds."""
+def train_mc_head(emb: np.ndarray, y: np.ndarray, n_classes: int, cfg: TrainConfig,
+                  prior: Optional[LabelPrior] = None) -> MCHead:
+    """Train a fresh MC-Dropout MLP head on frozen embeddings (seconds on a CPU). With a prior,
+    the head learns what to add to the prior's logits. The head's `fit_stats_` say how: labels,
+    epochs, steps, final loss, seconds."""
     started = time.perf_counter()
     gen = torch.Generator().manual_seed(cfg.seed)  # this run's own randomness (see MCHead)
     head = MCHead(emb.shape[1], n_classes, generator=gen)
     x, t = torch.from_numpy(np.ascontiguousarray(emb, dtype=np.float32)), torch.as_tensor(y, dtype=torch.long)
+    offset = prior_offset(prior, emb)
+    base = torch.from_numpy(offset) if offset is not None else torch.zeros(len(x), n_classes)
     opt = torch.optim.AdamW(head.parameters(), lr=cfg.learning_rate, weight_decay=1e-2)
     # Few labels would mean few steps: train for at least 500 so a small head still converges
     # (measured on CLINC150: 500 steps of 128 reach the accuracy of 30 epochs of 32, 3x faster).
@@ -54,7 +62,7 @@ def train_mc_head(emb: np.ndarray, y: np.ndarray, n_classes: int, cfg: TrainConf
     steps, loss = 0, torch.zeros(())
     for _ in range(epochs):
         for idx in torch.randperm(len(x), generator=gen).split(cfg.batch_size):
-            loss = torch.nn.functional.cross_entropy(head(x[idx], generator=gen), t[idx])
+            loss = torch.nn.functional.cross_entropy(head(x[idx], generator=gen) + base[idx], t[idx])
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -65,26 +73,39 @@ def train_mc_head(emb: np.ndarray, y: np.ndarray, n_classes: int, cfg: TrainConf
 
 
 def train_head_on_embeddings(
-    encoder: Encoder, labels: Sequence[str], emb: np.ndarray, y: np.ndarray, cfg: TrainConfig
+    encoder: Encoder, labels: Sequence[str], emb: np.ndarray, y: np.ndarray, cfg: TrainConfig,
+    prior: Optional[LabelPrior] = None,
 ) -> HeadClassifier:
-    return HeadClassifier(encoder, train_mc_head(emb, y, len(labels), cfg), labels)
+    """A head on these labels; with a prior, its scale first fitted to them (`fit_head`'s rule)."""
+    prior = prior.fit_scale(emb, y) if prior is not None else None
+    return HeadClassifier(encoder, train_mc_head(emb, y, len(labels), cfg, prior), labels, prior)
 
 
 def fit_head(
-    emb: np.ndarray, y: np.ndarray, groups: Sequence[int], n_classes: int, cfg: TrainConfig
+    emb: np.ndarray, y: np.ndarray, groups: Sequence[int], n_classes: int, cfg: TrainConfig,
+    prototypes: Optional[np.ndarray] = None,
 ) -> Tuple[Dict[str, np.ndarray], Dict[str, object]]:
     """A version's head and its quality: probes on held-out tasks, then the head on all labels.
+    With the label-name `prototypes`, each fit first sets the prior's scale from its own labels
+    (the probes' from their training folds only), and the head learns on top of the prior.
 
-    NumPy in, NumPy out (the head's weights), so the server runs it in its training process
-    (`trainer_process`), away from the request threads.
+    NumPy in, NumPy out (the head's weights; the prior's scale in the metrics), so the server
+    runs it in its training process (`trainer_process`), away from the request threads.
     """
+    prior = LabelPrior(prototypes) if prototypes is not None else None
+
+    def fitted(rows: np.ndarray) -> Tuple[MCHead, Optional[LabelPrior]]:
+        p = prior.fit_scale(emb[rows], y[rows]) if prior is not None else None
+        return train_mc_head(emb[rows], y[rows], n_classes, cfg, p), p
+
     def predict_fold(train: np.ndarray, test: np.ndarray) -> np.ndarray:
-        probe = train_mc_head(emb[train], y[train], n_classes, cfg)
-        return mc_proba(probe, emb[test], cfg.num_draws).mean(-1).argmax(1)
+        probe, p = fitted(train)
+        return mc_proba(probe, emb[test], cfg.num_draws, p).mean(-1).argmax(1)
 
     metrics = measure(y, groups, cfg, predict_fold)
-    head = train_mc_head(emb, y, n_classes, cfg)
-    return {k: v.numpy() for k, v in head.state_dict().items()}, {**metrics, "fit": head.fit_stats_}
+    head, final = fitted(np.arange(len(y)))
+    extra = {"prior_scale": final.scale} if final is not None else {}
+    return {k: v.numpy() for k, v in head.state_dict().items()}, {**metrics, **extra, "fit": head.fit_stats_}
 
 
 def measure(y: np.ndarray, groups: Sequence[int], cfg: TrainConfig, predict_fold, max_folds: int = quality.MAX_FOLDS
@@ -115,10 +136,20 @@ def train_finetune(
         lambda b: tokenizer(b["text"], truncation=True, max_length=cfg.max_length), batched=True
     )
     ds = ds.remove_columns(["text"])
+    # Steps, not epochs: 3 epochs of 200 labels are 39 steps, too few for a fresh classifier layer
+    # to learn 150 classes. And the head (every module outside the pretrained body) learns at its
+    # own, higher rate: at the body's 5e-5 it barely moves from its random start.
+    steps = max(FINETUNE_MIN_STEPS, cfg.epochs * math.ceil(len(texts) / cfg.batch_size))
+    body = getattr(model, model.base_model_prefix)
+    body_ids = {id(p) for p in body.parameters()}
+    groups = [{"params": [p for p in model.parameters() if id(p) in body_ids], "lr": cfg.learning_rate},
+              {"params": [p for p in model.parameters() if id(p) not in body_ids], "lr": cfg.head_learning_rate}]
+    optimizer = torch.optim.AdamW(groups, weight_decay=0.01)
     with tempfile.TemporaryDirectory(prefix="baal-train-") as out:
         args = TrainingArguments(
             output_dir=out,
-            num_train_epochs=cfg.epochs,
+            max_steps=steps,
+            warmup_steps=steps // 10,
             learning_rate=cfg.learning_rate,
             per_device_train_batch_size=cfg.batch_size,
             save_strategy="no",
@@ -129,7 +160,8 @@ def train_finetune(
             use_cpu=not torch.cuda.is_available(),
         )
         trainer = BaalTransformersTrainer(
-            model=model, args=args, train_dataset=ds, data_collator=DataCollatorWithPadding(tokenizer)
+            model=model, args=args, train_dataset=ds, data_collator=DataCollatorWithPadding(tokenizer),
+            optimizers=(optimizer, None),  # the Trainer adds its linear schedule (with warm-up) to both groups
         )
         trainer.train()
     return TransformerClassifier(trainer.model.cpu(), tokenizer, max_length=cfg.max_length)

@@ -7,6 +7,7 @@ import pytest
 from baal_backend.settings import default_model_path
 from baal_backend.training import TrainConfig, train_finetune
 from tests.helpers import NEGATIVE, POSITIVE, SENTIMENT, label_config, sentiment_events, task
+from tests.tiny_models import tiny_distilbert
 
 
 @pytest.fixture(scope="module")
@@ -69,3 +70,33 @@ def test_label_map_never_depends_on_annotated_classes(make_app):
     resp = client.post("/predict", json={"project": "1.1", "label_config": config,
                                          "tasks": [task(1, "I love this product #99"), task(2, "I hate this product #98")]})
     assert [r["result"][0]["value"]["choices"][0] for r in resp.json["results"]] == ["Positive", "Negative"]
+
+
+def test_the_design_cards_configuration_on_distilbert(make_app, tmp_path):
+    """TRAIN_MODE=finetune + HEURISTIC=bald on DistilBERT's module layout (a tiny random one, built
+    offline): baal patches the head's dropout, BaalTransformersTrainer trains, and the served
+    version's MC draws disagree, so BALD ranks."""
+    from baal.bayesian.dropout import Dropout as MCDropout
+
+    from baal_backend.model import TransformerClassifier
+
+    events = sentiment_events(1, 16)
+    base = tiny_distilbert(tmp_path / "distilbert", [e["task"]["data"]["text"] for e in events] + ["I love it", "awful"])
+    client = make_app(BASELINE_MODEL_NAME=str(base), TRAIN_MODE="finetune", HEURISTIC="bald", EPOCHS=3,
+                      LEARNING_RATE=1e-3, BATCH_SIZE=8, MAX_LENGTH=32, MIN_LABELS=12)
+    for event in events:
+        assert client.post("/webhook", json=event).status_code == 200
+    assert client.engine.jobs.wait_idle("1", 300)
+    body = client.get("/versions?project=1").json
+    assert body["details"], body["last_run"]
+    assert body["details"][-1]["mode"] == "finetune" and body["details"][-1]["n_labels"] == 16
+    version, clf = client.engine.classifier("1")
+    assert isinstance(clf, TransformerClassifier) and type(clf.model).__name__ == "DistilBertForSequenceClassification"
+    assert isinstance(clf.model.dropout, MCDropout)  # the head's dropout, patched
+    assert not any(isinstance(m, MCDropout) for m in clf.model.distilbert.modules())  # the body runs once
+    probs = clf.predict_proba(["I love it", "awful", "so happy with the result"], 20)
+    assert probs.shape == (3, 2, 20) and probs.std(-1).max() > 0  # the draws disagree
+    resp = client.post("/predict", json={"project": "1.1", "tasks": [task(1, "I love it"), task(2, "awful")]})
+    results = resp.json["results"]
+    assert [r["model_version"] for r in results] == [version] * 2
+    assert all(r["result"][0]["value"]["choices"][0] in ("Positive", "Negative") for r in results)
