@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import argparse
 import base64
+import hashlib
 import hmac
 import logging
+import re
 import time
 import uuid
 from pathlib import Path
@@ -34,6 +36,7 @@ from label_studio_baal_hf import HANDLED_EVENTS, BaalTextClassifier
 log = logging.getLogger("baal_backend.http")
 
 PUBLIC = ("/health", "/")  # the documented unauthenticated health route (and its alias)
+REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")  # an X-Request-ID we keep; anything else gets a fresh one
 
 
 class LimitError(RequestError):
@@ -66,7 +69,8 @@ def create_app(settings: Optional[Settings] = None) -> Flask:
 
     @app.before_request
     def guard() -> Optional[Tuple[Any, int, Dict[str, str]]]:
-        g.request_id = (request.headers.get("X-Request-ID") or uuid.uuid4().hex[:12])[:64]
+        given = request.headers.get("X-Request-ID", "")
+        g.request_id = given if REQUEST_ID.fullmatch(given) else uuid.uuid4().hex[:12]  # never raw text into logs
         g.log_token = logs.request_id.set(g.request_id)
         g.started = time.perf_counter()
         if request.path not in PUBLIC and not authorized():
@@ -202,8 +206,11 @@ def _basic_auth_ok(header: str, user: Optional[str], password: Optional[str]) ->
         given_user, _, given_password = base64.b64decode(encoded.strip(), validate=True).decode("utf-8").partition(":")
     except (ValueError, UnicodeDecodeError):
         return False
-    user_ok = hmac.compare_digest(given_user.encode(), user.encode())
-    password_ok = hmac.compare_digest(given_password.encode(), password.encode())
+    def digest(text: str) -> bytes:  # equal lengths: the comparison says nothing of the secret's length
+        return hashlib.sha256(text.encode()).digest()
+
+    user_ok = hmac.compare_digest(digest(given_user), digest(user))
+    password_ok = hmac.compare_digest(digest(given_password), digest(password))
     return user_ok and password_ok
 
 

@@ -15,7 +15,7 @@ def _simulate(args: argparse.Namespace) -> int:
     import numpy as np
 
     from .data import DataError, TextDataset, load_data
-    from .simulation import SimulationConfig, cryptic, simulate, split_test, write_outputs
+    from .simulation import SimulationConfig, cryptic, first_classes, simulate, split_test, write_outputs
 
     try:
         pool, test = load_data(args.data, args.text_column, args.label_column, args.test)
@@ -27,7 +27,8 @@ def _simulate(args: argparse.Namespace) -> int:
             repeats=args.repeats,
             mode=args.mode,
             model=args.model or default_model_path(),
-            cold_start=args.cold_start,
+            # by default the server's rule: spread over the prior's classes, or k-means without it
+            cold_start=args.cold_start or ("prior" if args.prior == "on" and args.mode == "head" else "kmeans"),
             mc=args.mc,
             num_draws=args.draws,
             max_length=args.max_length,
@@ -39,6 +40,8 @@ def _simulate(args: argparse.Namespace) -> int:
         return 2
     if test is None:
         pool, test = split_test(pool, args.test_fraction, args.seed)
+    if args.classes:
+        pool, test = first_classes(pool, test, args.classes)
     if args.cryptic_labels:
         pool, test = cryptic(pool, test, args.seed)
     if args.pool_size and args.pool_size < len(pool):
@@ -110,8 +113,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     sim.add_argument("--repeats", type=int, default=3)
     sim.add_argument("--mode", choices=["head", "finetune"], default="head", help="the server's training mode")
     sim.add_argument("--model", default=None, help="base model or fine-tuned checkpoint (default: packaged MiniLM)")
-    sim.add_argument("--cold-start", choices=list(COLD_STARTS), default="kmeans",
-                     help="how the seed set is chosen (prior, kmeans-margin: with the label-name prior)")
+    sim.add_argument("--cold-start", choices=list(COLD_STARTS), default=None,
+                     help="how the seed set is chosen (default: the server's rule, prior with the label-name "
+                          "prior in head mode, else kmeans)")
     sim.add_argument("--draws", type=int, default=20, help="MC-Dropout draws")
     sim.add_argument("--mc", choices=["head", "full"], default="head",
                      help="dropout in the head only (the server's path) or in the whole network (costly)")
@@ -119,6 +123,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     sim.add_argument("--pool-size", type=int, default=None, help="subsample the pool to this many texts")
     sim.add_argument("--prior", choices=["on", "off"], default="on",
                      help="head mode: learn on top of the label-name prior (and report it at 0 labels)")
+    sim.add_argument("--classes", type=int, default=None, help="keep only the first N classes (sorted by name)")
     sim.add_argument("--cryptic-labels", action="store_true",
                      help="rename the classes to meaningless codes (what the prior does with names that say nothing)")
     sim.add_argument("--seed", type=int, default=0)

@@ -23,6 +23,7 @@ from .events import Events
 from .hf import is_finetuned_for, load_classifier, load_tokenizer, match_labels
 from .jobs import TrainingCoordinator
 from .labels import Label, MergeResult, fingerprint
+from .logs import public_error
 from .model import Classifier, HeadClassifier, TransformerClassifier, load_classifier_dir
 from .prior import LabelPrior, better_than_chance
 from .project import Project
@@ -209,7 +210,7 @@ class Engine:
                     continue
                 except Exception as exc:  # noqa: BLE001 - a broken version must not break /predict
                     project.registry.unpin(name)
-                    why = f"{name} cannot be loaded ({type(exc).__name__}: {str(exc)[:200]})"
+                    why = f"{name} cannot be loaded ({public_error(exc)[:200]})"
                     log.warning("project %s: %s; serving the previous version and retraining", project_id, why)
                     project.registry.mark_broken(name, why)
                     self._refused[(project_id, name)] = why
@@ -304,7 +305,9 @@ class Engine:
         """Do the project's stored labels show the prior is better than guessing (a one-sided
         binomial test at 1%)? With no labels nobody knows: no pre-filled class."""
         project = self.project(project_id)
-        labels = [lb for lb in project.store.all() if lb.label in schema.labels] if project.exists else []
+        if project.label_count() == 0:  # never opens (so never creates) a store that is not there
+            return False
+        labels = [lb for lb in project.store.all() if lb.label in schema.labels]
         if not labels:
             return False
         y = np.array([schema.labels.index(lb.label) for lb in labels])
@@ -375,7 +378,7 @@ class Engine:
                     self.events.emit("published", project_id, schema, record["version"], record)
             except Exception as exc:  # noqa: BLE001 - recorded, reported; the previous version keeps serving
                 log.exception("project %s: training run failed", project_id)
-                record.update(status="failed", error=f"{type(exc).__name__}: {exc}")
+                record.update(status="failed", error=public_error(exc))
             seconds = time.perf_counter() - started
             log.info("project %s: training run ended: %s in %.2fs", project_id, record.get("status"), seconds)
             try:

@@ -107,6 +107,26 @@ class Project:
             finally:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
+    @contextmanager
+    def try_lock(self, name: str) -> Iterator[bool]:
+        """A non-blocking lock file of the project, exclusive across processes: yields whether it
+        is held (False too when the project has no state, and nothing is created then)."""
+        try:
+            fh = open(self.root / name, "w")
+        except FileNotFoundError:
+            yield False
+            return
+        with fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            try:
+                yield True
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
     def close(self) -> None:
         with self.lock:
             if self._store is not None:

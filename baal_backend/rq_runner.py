@@ -19,6 +19,7 @@ import time
 from typing import Dict, Optional
 
 from redis import Redis
+from redis.exceptions import LockError
 from rq import Queue
 
 from .events import Listener
@@ -52,8 +53,15 @@ class RedisTrainingQueue:
         pipe.set(_key("queued", project_id), 1, nx=True, ex=QUEUED_SECONDS)
         fresh = pipe.execute()[-1]
         if fresh:
-            self.queue.enqueue(train_job, project_id, job_timeout=JOB_TIMEOUT, result_ttl=0, failure_ttl=24 * 3600)
+            self._enqueue(project_id)
         return "queued"
+
+    def _enqueue(self, project_id: str) -> None:
+        try:
+            self.queue.enqueue(train_job, project_id, job_timeout=JOB_TIMEOUT, result_ttl=0, failure_ttl=24 * 3600)
+        except Exception:
+            self.redis.delete(_key("queued", project_id))  # or every later request would wait on a job that never was
+            raise
 
     def is_training(self, project_id: str) -> bool:
         """A run going (its lock) or asked for (a queued job or the pending flag), anywhere."""
@@ -84,15 +92,20 @@ class RedisTrainingQueue:
 
 
 def train_job(project_id: str) -> None:
-    """The RQ job: under the project's lock, run while the project's pending flag is set."""
+    """The RQ job: under the project's lock, run while the project's pending flag is set.
+
+    The lock is taken without waiting: if a run of the project is going elsewhere, that run sees
+    the pending flag (it loops while it is set), so this worker is free for other projects. A
+    holder re-enqueues, after releasing, a request that came in as it finished."""
     engine = worker_engine()
     redis: Redis = engine.jobs.redis
     redis.delete(_key("queued", project_id))  # requests from now on enqueue the next job
+    lock = redis.lock(_key("lock", project_id), timeout=LOCK_SECONDS, thread_local=False)
+    if not lock.acquire(blocking=False):
+        return
     token = request_id.set(f"train:{project_id}")
-    lock = redis.lock(_key("lock", project_id), timeout=LOCK_SECONDS)
-    lock.acquire(blocking=True)
     alive = threading.Event()
-    keeper = threading.Thread(target=_keep_alive, args=(lock, alive), daemon=True)
+    keeper = threading.Thread(target=_keep_alive, args=(lock, alive, project_id), daemon=True)
     keeper.start()
     try:
         while redis.getdel(_key("pending", project_id)):
@@ -102,13 +115,25 @@ def train_job(project_id: str) -> None:
     finally:
         alive.set()
         keeper.join()
-        lock.release()
+        try:
+            lock.release()
+        except LockError:
+            log.warning("project %s: the run's Redis lock had expired before it ended", project_id)
         request_id.reset(token)
+    if redis.exists(_key("pending", project_id)) and redis.set(_key("queued", project_id), 1, nx=True, ex=QUEUED_SECONDS):
+        engine.jobs._enqueue(project_id)
 
 
-def _keep_alive(lock, done: threading.Event) -> None:
+def _keep_alive(lock, done: threading.Event, project_id: str) -> None:
+    """Extend the run's lock while it goes; a lost lock is logged (the project's file lock in
+    the shared MODEL_DIR still keeps two runs apart on one host)."""
     while not done.wait(LOCK_SECONDS / 3):
-        lock.extend(LOCK_SECONDS, replace_ttl=True)
+        try:
+            if not lock.extend(LOCK_SECONDS, replace_ttl=True):
+                raise LockError("not extended")
+        except Exception as exc:  # noqa: BLE001
+            log.error("project %s: lost the run's Redis lock (%s)", project_id, exc)
+            return
 
 
 class RunStats(Listener):

@@ -9,7 +9,8 @@ import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Mapping, Optional
-from urllib.parse import urlsplit, urlunsplit
+
+from .logs import mask_credentials
 
 HEURISTICS = (
     "bald",
@@ -190,13 +191,7 @@ class Settings:
 
 def mask_url(url: Optional[str]) -> Optional[str]:
     """`scheme://user:password@host` -> `scheme://user:***@host` (logs and prints never show it)."""
-    if not url:
-        return url
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = f"{parts.username or ''}:***@{parts.hostname or ''}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
+    return mask_credentials(url) if url else url
 
 
 def _choice(name: str, value: str, allowed: tuple) -> None:

@@ -149,6 +149,17 @@ def split_test(pool: TextDataset, fraction: float, seed: int):
     return take(train, pool.name), take(test, f"{pool.name}-test")
 
 
+def first_classes(pool: TextDataset, test: TextDataset, n: int) -> Tuple[TextDataset, TextDataset]:
+    """Only the texts of the first `n` classes (sorted by name), e.g. a 10-intent CLINC150."""
+    keep = set(sorted(set(pool.labels))[:n])
+
+    def subset(data: TextDataset) -> TextDataset:
+        rows = [(t, y) for t, y in zip(data.texts, data.labels) if y in keep]
+        return TextDataset(f"{data.name}-{n}", [t for t, _ in rows], [y for _, y in rows])
+
+    return subset(pool), subset(test)
+
+
 def cryptic(pool: TextDataset, test: TextDataset, seed: int = 0) -> Tuple[TextDataset, TextDataset]:
     """The same data with each class renamed to a meaningless code (`K07`), the same code in
     both splits (codes follow a seeded shuffle of the sorted class names)."""

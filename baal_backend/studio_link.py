@@ -18,6 +18,7 @@ It subscribes to the engine's events:
 from __future__ import annotations
 
 import base64
+import hashlib
 import logging
 import re
 import threading
@@ -26,6 +27,7 @@ from typing import Dict, List, Optional, Set
 
 from .engine import Engine
 from .events import Listener
+from .logs import public_error
 from .project import Project
 from .registry import UNTRAINED
 from .schema import Schema
@@ -40,6 +42,8 @@ STATE = "studio.json"  # per project: {"pushed", "pushed_at", "pushed_labels", "
 OURS = re.compile(r"v\d{4,}(-\d{8}-\d{6})?")
 CONNECT_DELAY = 2.0  # seconds between /setup and the connect push
 RETRY_SECONDS, MAX_RETRY_SECONDS = 30.0, 1800.0  # a failed push is retried, backing off to this
+BUSY_RETRY_SECONDS = 10.0  # another process is pushing the project: look again this much later
+PUSH_LOCK = "push.lock"
 
 
 class StudioLink(Listener):
@@ -47,7 +51,6 @@ class StudioLink(Listener):
         self.engine = engine
         self.client = client
         self.settings = settings
-        self._push_locks: Dict[str, threading.Lock] = {}
         self._to_authorize: Set[str] = set()  # projects whose webhook needs our auth header
         self._lock = threading.Lock()
         self._due_changed = threading.Condition(self._lock)
@@ -106,25 +109,63 @@ class StudioLink(Listener):
         threading.Thread(target=self._pusher, args=(project_id,), daemon=True, name=f"push-{project_id}").start()
 
     def _pusher(self, project_id: str) -> None:
-        while True:
-            with self._due_changed:
-                due = self._due.get(project_id)
-                if due is None:
-                    self._pushers.discard(project_id)
-                    return
-                if due > time.time():
-                    self._due_changed.wait(due - time.time())
-                    continue
-                del self._due[project_id]
-                authorize = project_id in self._to_authorize
-                self._to_authorize.discard(project_id)
+        try:
+            while True:
+                with self._due_changed:
+                    due = self._due.get(project_id)
+                    if due is None:
+                        return
+                    if due > time.time():
+                        self._due_changed.wait(due - time.time())
+                        continue
+                    del self._due[project_id]
+                    authorize = project_id in self._to_authorize
+                    self._to_authorize.discard(project_id)
+                try:
+                    outcome = self._update_studio(project_id, authorize)
+                except Exception:  # noqa: BLE001 - the pusher never dies with work left
+                    log.exception("project %s: the push failed", project_id)
+                    outcome = "failed"
+                if outcome == "busy":  # another process is pushing this project
+                    self._schedule(project_id, BUSY_RETRY_SECONDS)
+                elif outcome == "failed":
+                    failures = self._failures[project_id] = self._failures.get(project_id, 0) + 1
+                    self._schedule(project_id, min(RETRY_SECONDS * 2 ** (failures - 1), MAX_RETRY_SECONDS))
+                else:
+                    self._failures.pop(project_id, None)
+        finally:
+            with self._lock:
+                self._pushers.discard(project_id)
+                if project_id in self._due:  # scheduled as it ended: a fresh pusher takes it
+                    self._pushers.add(project_id)
+                    threading.Thread(target=self._pusher, args=(project_id,), daemon=True,
+                                     name=f"push-{project_id}").start()
+
+    def _update_studio(self, project_id: str, authorize: bool) -> str:
+        """One pass of the pusher, under the project's push lock (shared by every process on
+        this MODEL_DIR: replicas and workers never push one project at once): "done", "busy",
+        or "failed". A project deleted meanwhile is done: nothing to push, nothing to retry."""
+        project = self.engine.project(project_id)
+        with project.try_lock(PUSH_LOCK) as held:
+            if not project.exists:
+                return "done"
+            if not held:
+                return "busy"
             if authorize:
                 self._authorize_webhook(project_id)
-            if not self._push_quietly(project_id):
-                failures = self._failures[project_id] = self._failures.get(project_id, 0) + 1
-                self._schedule(project_id, min(RETRY_SECONDS * 2 ** (failures - 1), MAX_RETRY_SECONDS))
-            else:
-                self._failures.pop(project_id, None)
+            return "done" if self._push_quietly(project_id) else "failed"
+
+    def resume(self) -> None:
+        """At start-up: bring Label Studio up to date for every project it is behind on (a push
+        held back, failed or cut off when the process stopped)."""
+        root = self.settings.model_dir / "projects"
+        for path in sorted(root.iterdir()) if root.is_dir() else []:
+            if path.is_dir() and not path.name.startswith(".") and (path / STATE).exists():
+                try:
+                    if self.engine.current_version(path.name) != UNTRAINED and self._behind(path.name):
+                        self._schedule(path.name, CONNECT_DELAY)
+                except Exception:  # noqa: BLE001 - one broken project never stops the others
+                    log.exception("project %s: cannot check what Label Studio has", path.name)
 
     def run_finished(self, project_id: str, record: Dict, seconds: float) -> None:
         """A run that published nothing (skipped, failed) still retries a push that failed
@@ -145,13 +186,18 @@ class StudioLink(Listener):
         one). A little later, on the pusher thread: Label Studio waits 3 s for /setup and is
         connecting meanwhile (it calls /setup twice; the two requests coalesce)."""
         state = self.engine.project(project_id).read_json(STATE)
-        authorize = self.settings.auth_enabled and not state.get("webhook_auth")
+        authorize = self.settings.auth_enabled and state.get("webhook_auth") != self._auth_digest()
         if not authorize and not self._behind(project_id):
             return
         if authorize:
             with self._lock:
                 self._to_authorize.add(project_id)
         self._schedule(project_id, CONNECT_DELAY)
+
+    def _auth_digest(self) -> str:
+        """Which credentials the webhook header was set for (never the credentials themselves)."""
+        secret = f"{self.settings.basic_auth_user}:{self.settings.basic_auth_pass}".encode()
+        return hashlib.sha256(b"webhook-auth\0" + secret).hexdigest()[:16]
 
     def _authorize_webhook(self, project_id: str) -> None:
         """Add `Authorization: Basic ...` to the project's webhooks that Label Studio made for a
@@ -161,14 +207,16 @@ class StudioLink(Listener):
                 f"{self.settings.basic_auth_user}:{self.settings.basic_auth_pass}".encode()).decode()
             ours = {m["url"].rstrip("/") + "/webhook" for m in self.client.ml_backends(project_id)
                     if m.get("auth_method") == "BASIC_AUTH" and m.get("basic_auth_user") == self.settings.basic_auth_user}
-            fixed = 0
+            fixed = carried = 0
             for hook in self.client.webhooks(project_id):
-                if hook.get("url") in ours and (hook.get("headers") or {}).get("Authorization") != header:
-                    self.client.update_webhook(hook["id"], headers={**(hook.get("headers") or {}), "Authorization": header})
-                    fixed += 1
-            if ours:
+                if hook.get("url") in ours:
+                    if (hook.get("headers") or {}).get("Authorization") != header:
+                        self.client.update_webhook(hook["id"], headers={**(hook.get("headers") or {}), "Authorization": header})
+                        fixed += 1
+                    carried += 1
+            if carried:  # done for these credentials; a new password (or a webhook not made yet) checks again
                 project = self.engine.project(project_id)
-                project.write_json(STATE, {**project.read_json(STATE), "webhook_auth": True})
+                project.write_json(STATE, {**project.read_json(STATE), "webhook_auth": self._auth_digest()})
             log.info("project %s: basic auth header set on %d webhook(s) of this backend", project_id, fixed)
         except Exception as exc:  # noqa: BLE001
             log.warning("project %s: could not set the basic auth header on the webhook: %s", project_id, _reason(exc))
@@ -203,40 +251,38 @@ class StudioLink(Listener):
     def push(self, project_id: str, schema: Schema) -> int:
         """Score the unlabeled tasks with the current version, replace this backend's earlier
         predictions of them in Label Studio, and make the version the project's, so its sort and
-        sampling use fresh scores. Returns how many predictions were stored."""
-        with self._lock:
-            lock = self._push_locks.setdefault(project_id, threading.Lock())
-        with lock:
-            started = time.perf_counter()
-            project = self.engine.project(project_id)
-            pages = [[t for t in page if not t.get("total_annotations")] for page in self.client.task_pages(project_id)]
-            unlabeled = [t for page in pages for t in page]
-            indices, texts = texts_of(unlabeled, schema, project_id)
-            # all texts at once: one version for all, and the cold-start ranking sees the whole pool
-            preds = self.engine.predict(project_id, schema, texts) if texts else None
-            version = preds.version if preds else self.engine.current_version(project_id)
-            by_task = {unlabeled[i]["id"]: item for i, item in zip(indices, predictions_json(schema, preds))} if preds else {}
-            if version in self.client.model_versions(project_id):
-                self.client.delete_model_version(project_id, version)  # a push of it broke off: start clean
-            stored = sum(
-                self.client.import_predictions(
-                    project_id, [{"task": t["id"], **by_task[t["id"]]} for t in page if t["id"] in by_task])
-                for page in pages
-            )
-            state = project.read_json(STATE)
-            update: Dict[str, object] = {"model_version": version}
-            if self.settings.label_studio_set_sampling and not state.get("sampling_set"):
-                update["sampling"] = UNCERTAINTY_SAMPLING
-            self.client.update_project(project_id, **update)
-            state = {**state, "pushed": version, "pushed_at": time.time(), "pushed_labels": _labels_of(project, version),
-                     "sampling_set": bool(state.get("sampling_set") or "sampling" in update), "cleanup_pending": True}
-            project.write_json(STATE, state)
-            pushed = time.perf_counter() - started
-            self._drop_older_versions(project_id, version)  # if it fails, the pusher retries just this
-            log.info("project %s: pushed %d predictions of %s to Label Studio in %.1f s (older versions' predictions "
-                     "deleted in %.1f s)%s", project_id, stored, version, pushed, time.perf_counter() - started - pushed,
-                     "; switched it to uncertainty sampling" if "sampling" in update else "")
-            return stored
+        sampling use fresh scores. Returns how many predictions were stored. Call it under the
+        project's push lock (`_update_studio`)."""
+        started = time.perf_counter()
+        project = self.engine.project(project_id)
+        pages = [[t for t in page if not t.get("total_annotations")] for page in self.client.task_pages(project_id)]
+        unlabeled = [t for page in pages for t in page]
+        indices, texts = texts_of(unlabeled, schema, project_id)
+        # all texts at once: one version for all, and the cold-start ranking sees the whole pool
+        preds = self.engine.predict(project_id, schema, texts) if texts else None
+        version = preds.version if preds else self.engine.current_version(project_id)
+        by_task = {unlabeled[i]["id"]: item for i, item in zip(indices, predictions_json(schema, preds))} if preds else {}
+        if version in self.client.model_versions(project_id):
+            self.client.delete_model_version(project_id, version)  # a push of it broke off: start clean
+        stored = sum(
+            self.client.import_predictions(
+                project_id, [{"task": t["id"], **by_task[t["id"]]} for t in page if t["id"] in by_task])
+            for page in pages
+        )
+        state = project.read_json(STATE)
+        update: Dict[str, object] = {"model_version": version}
+        if self.settings.label_studio_set_sampling and not state.get("sampling_set"):
+            update["sampling"] = UNCERTAINTY_SAMPLING
+        self.client.update_project(project_id, **update)
+        state = {**state, "pushed": version, "pushed_at": time.time(), "pushed_labels": _labels_of(project, version),
+                 "sampling_set": bool(state.get("sampling_set") or "sampling" in update), "cleanup_pending": True}
+        project.write_json(STATE, state)
+        pushed = time.perf_counter() - started
+        self._drop_older_versions(project_id, version)  # if it fails, the pusher retries just this
+        log.info("project %s: pushed %d predictions of %s to Label Studio in %.1f s (older versions' predictions "
+                 "deleted in %.1f s)%s", project_id, stored, version, pushed, time.perf_counter() - started - pushed,
+                 "; switched it to uncertainty sampling" if "sampling" in update else "")
+        return stored
 
     def _drop_older_versions(self, project_id: str, keep: str) -> None:
         """Delete the predictions of this backend's other versions, one request per version:
@@ -259,5 +305,5 @@ def _labels_of(project: Project, version: str) -> int:
 
 
 def _reason(exc: Exception) -> str:
-    """An error for logs and /versions: what failed, never a credential."""
-    return f"{type(exc).__name__}: {exc}"
+    """An error for logs and /versions: what failed, never a credential nor a server path."""
+    return public_error(exc)

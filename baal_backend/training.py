@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from . import quality
+from .logs import public_error
 from .encoder import Encoder, clip
 from .model import HeadClassifier, MCHead, TransformerClassifier, mc_proba
 from .prior import LabelPrior, prior_offset
@@ -115,7 +116,7 @@ def measure(y: np.ndarray, groups: Sequence[int], cfg: TrainConfig, predict_fold
         return quality.measure(quality.plan(y, groups, cfg.eval_fraction, cfg.seed, max_folds), y, predict_fold)
     except Exception as exc:  # noqa: BLE001 - a metric is never worth a lost version
         log.warning("held-out quality failed, publishing without it: %s", exc, exc_info=True)
-        return {"eval": "failed", "reason": f"{type(exc).__name__}: {exc}"}
+        return {"eval": "failed", "reason": public_error(exc)}
 
 
 def train_finetune(

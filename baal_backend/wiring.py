@@ -30,5 +30,7 @@ def build_engine(settings: Settings, worker: bool = False) -> Tuple[Engine, Metr
         from .studio_link import StudioLink
 
         client = LabelStudioClient(settings.label_studio_url, settings.label_studio_api_key)
-        engine.events.subscribe(StudioLink(engine, client, settings))
+        link = StudioLink(engine, client, settings)
+        engine.events.subscribe(link)
+        link.resume()  # pushes held back, failed or cut off when the last process stopped
     return engine, metrics

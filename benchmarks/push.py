@@ -4,7 +4,8 @@ prediction rows after 5 versions.
 A real Label Studio 1.23.2 (its own venv, `.venv-ls`, installed by the e2e tests or on first
 use here), a real backend process with credentials and PUSH_EVERY_SECONDS=0 (push after every
 version). 10,000 CLINC150 texts of 10 intents; connecting pushes v0000; then 5 times: annotate 20
-more tasks through the API, wait for the version, time its push (from the backend's log line).
+more tasks through the API, wait for the version, time its push and the deletion of the older
+versions' predictions (from the backend's log line).
 
     .venv/bin/python benchmarks/push.py [--tasks 10000] [--versions 5] [--out benchmarks/results/push.json]
 """
@@ -27,7 +28,8 @@ from tests.e2e.conftest import LabelStudio  # noqa: E402
 from tests.helpers import label_config  # noqa: E402
 from tests.integration.test_server_process import Server  # noqa: E402
 
-PUSHED = re.compile(r"pushed (\d+) predictions of (\S+) to Label Studio in ([\d.]+) s")
+PUSHED = re.compile(r"pushed (\d+) predictions of (\S+) to Label Studio in ([\d.]+) s "
+                    r"\(older versions' predictions deleted in ([\d.]+) s\)")
 
 
 def main() -> None:
@@ -91,7 +93,8 @@ def main() -> None:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(result, indent=1))
         for push in pushes:
-            print(f"{push['version']:28s} {push['predictions']:6d} predictions pushed in {push['seconds']:6.1f} s")
+            print(f"{push['version']:28s} {push['predictions']:6d} predictions pushed in {push['seconds']:6.1f} s, "
+                  f"older versions' deleted in {push['delete_older_seconds']:5.1f} s")
         print(f"prediction rows after {len(pushes)} pushes: {total} for {args.tasks} tasks "
               f"({total / args.tasks:.3f} per task): {versions}")
     finally:
@@ -105,7 +108,8 @@ def _wait_pushes(log: Path, n: int, since_version: str = "", timeout: float = 18
     `since_version`)."""
     deadline = time.time() + timeout
     while time.time() < deadline:
-        found = [{"predictions": int(m.group(1)), "version": m.group(2), "seconds": float(m.group(3))}
+        found = [{"predictions": int(m.group(1)), "version": m.group(2), "seconds": float(m.group(3)),
+                  "delete_older_seconds": float(m.group(4))}
                  for m in PUSHED.finditer(log.read_text())]
         if len(found) >= n and found[-1]["version"] != since_version:
             return found

@@ -103,3 +103,50 @@ def test_two_replicas_and_a_worker_train_one_run_at_a_time_and_both_serve(tmp_pa
         worker.stop(signal.SIGTERM)
         for replica in replicas:
             replica.stop()
+
+
+class _SlowEngine:
+    """Stands in for the worker's engine: each run takes `seconds` and is counted (the lock logic
+    under test is rq_runner's, over the real Redis server)."""
+
+    def __init__(self, url, seconds):
+        from baal_backend.rq_runner import RedisTrainingQueue
+
+        self.jobs = RedisTrainingQueue(url, "test-locks")
+        self.seconds, self.running, self.overlaps, self.runs = seconds, 0, 0, 0
+
+    def train(self, project_id, sync):
+        self.running += 1
+        self.overlaps = max(self.overlaps, self.running)
+        time.sleep(self.seconds)
+        self.runs += 1
+        self.running -= 1
+
+
+def test_a_run_longer_than_the_lock_keeps_it_and_a_second_job_does_not_wait(redis_url, monkeypatch, caplog):
+    """Was: the lock keeper died on its first extend (thread-local token), so a run longer than
+    LOCK_SECONDS lost its lock; and a second job for the project parked its worker on the lock."""
+    import threading
+
+    from baal_backend import rq_runner
+
+    monkeypatch.setattr(rq_runner, "LOCK_SECONDS", 1.5)
+    engine = _SlowEngine(redis_url, 4.0)
+    rq_runner.set_worker_engine(engine)
+    try:
+        r = redis.Redis.from_url(redis_url)
+        r.set("baal:pending:p", 1)
+        first = threading.Thread(target=rq_runner.train_job, args=("p",))
+        first.start()
+        time.sleep(3.0)  # twice LOCK_SECONDS into the run
+        assert r.exists("baal:lock:p"), "the run lost its lock"
+        r.set("baal:pending:p", 1)  # a request during the run
+        started = time.monotonic()
+        rq_runner.train_job("p")  # another worker's job for the same project returns at once ...
+        assert time.monotonic() - started < 1.0
+        first.join(30)
+        assert engine.runs == 2 and engine.overlaps == 1  # ... and the holder ran the request
+        assert not r.exists("baal:lock:p") and "lost the run's Redis lock" not in caplog.text
+        assert "had expired" not in caplog.text
+    finally:
+        rq_runner.set_worker_engine(None)

@@ -103,6 +103,8 @@ def test_metrics_and_request_ids(make_app, caplog):
                        headers={"X-Request-ID": "abc123"})
     assert resp.headers["X-Request-ID"] == "abc123"
     assert client.get("/health").headers["X-Request-ID"]  # one is made up when the caller sends none
+    forged = client.get("/health", headers={"X-Request-ID": "x [ERROR] forged line"}).headers["X-Request-ID"]
+    assert forged != "x [ERROR] forged line" and forged.isalnum()  # never raw text into the log
     text = client.get("/metrics").get_data(as_text=True)
     assert 'baal_webhooks_total{action="ANNOTATION_CREATED",status="200"} 12.0' in text
     assert 'baal_webhooks_total{action="OTHER",status="200"} 1.0' in text
@@ -124,6 +126,22 @@ def test_check_masks_every_secret(tmp_path):
     for word in ("tok-0123456789secret", "pass-secret-987", "redis-secret-555"):
         assert word not in proc.stdout + proc.stderr
     assert "label_studio_api_key=***" in proc.stdout and "redis://:***@localhost:6379/0" in proc.stdout
+
+
+def test_errors_shown_never_carry_credentials_or_paths():
+    """Was: an HTTPError's text (with the Label Studio URL's user:password) went into the log and
+    /versions; an OSError's text named the server path; a password holding '#' or '/' was shown."""
+    import requests
+
+    from baal_backend.logs import public_error
+    from baal_backend.settings import mask_url
+
+    url = "http://admin:S3cret#pw/x@127.0.0.1:8080/api/projects/1/model-versions"
+    shown = public_error(requests.HTTPError(f"500 Server Error: Internal Server Error for url: {url}"))
+    assert "S3cret" not in shown and "admin:***@127.0.0.1:8080" in shown
+    assert mask_url("redis://:p#ss/w0rd@redis:6379/0") == "redis://:***@redis:6379/0"
+    shown = public_error(PermissionError(13, "Permission denied", "/data/models/projects/1/versions/.tmp-x"))
+    assert shown == "PermissionError: Permission denied"
 
 
 def test_open_files_stay_bounded_with_many_projects(tmp_path):

@@ -45,9 +45,30 @@ def test_simulate_on_a_tiny_csv(tmp_path):
         assert all(0 <= a <= 1 for a in stats["accuracy_mean"])
         assert stats["aulc"] == sum(stats["accuracy_mean"]) / 4
         assert stats["labels_to_match_random"] is None or stats["labels_to_match_random"] in stats["budgets"]
-    assert set(results["cold_start"]) == {"kmeans", "random"}
+    assert set(results["cold_start"]) == {"kmeans", "random", "prior", "kmeans-margin"}
+    assert results["config"]["cold_start"] == "prior" and results["config"]["prior"] is True
+    zero = results["zero_labels"]  # the label-name prior ("sport", "food", "weather") before any label
+    assert zero["accuracy"] > 0.6 and 0 < zero["macro_f1"] <= 1
     assert (out / "learning_curves.png").read_bytes()[:4] == b"\x89PNG"
     assert "| strategy | AULC |" in (out / "results.md").read_text()
+    assert "At 0 labels (the label-name prior)" in (out / "results.md").read_text()
+
+
+def test_prior_off_and_cryptic_labels(tmp_path):
+    data = _csv(tmp_path / "tiny.csv")
+    common = ["--data", str(data), "--text-column", "body", "--label-column", "topic", "--test-fraction", "0.25",
+              "--seed-size", "3", "--batch-size", "3", "--budget", "6", "--repeats", "1", "--strategies", "random,margin"]
+    proc = _run(*common, "--prior", "off", "--out", str(tmp_path / "off"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    off = json.loads((tmp_path / "off" / "results.json").read_text())
+    assert off["zero_labels"] == {"accuracy": None, "macro_f1": None} and off["config"]["cold_start"] == "kmeans"
+    assert set(off["cold_start"]) == {"kmeans", "random"}
+    proc = _run(*common, "--cryptic-labels", "--out", str(tmp_path / "cryptic"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    cryptic = json.loads((tmp_path / "cryptic" / "results.json").read_text())
+    assert cryptic["dataset"] == "tiny-cryptic" and cryptic["n_classes"] == 3
+    proc = _run(*common, "--prior", "off", "--cold-start", "prior", "--out", str(tmp_path / "bad"))
+    assert proc.returncode == 2 and "needs the label-name prior" in proc.stderr
 
 
 def test_clear_errors_for_bad_input(tmp_path):

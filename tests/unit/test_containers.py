@@ -28,7 +28,7 @@ def test_dockerfile_runs_unprivileged_with_healthcheck_volume_and_make_run_entry
     assert lines[-1] == 'CMD ["python", "_wsgi.py", "--host", "0.0.0.0", "--port", "9090"]'
     assert "$(BIN)/python _wsgi.py --host $(HOST) --port $(PORT)" in (ROOT / "Makefile").read_text()
     ignored = (ROOT / ".dockerignore").read_text().split()
-    assert {".git", ".venv", ".venv-ls", "models", "data"} <= set(ignored)
+    assert {".git", ".venv", ".venv-ls", "models", "data", ".env", "*.env"} <= set(ignored)  # no secrets in the image
 
 
 def test_compose_has_backend_worker_redis_and_optional_label_studio():
@@ -44,7 +44,10 @@ def test_compose_has_backend_worker_redis_and_optional_label_studio():
         assert {"BASIC_AUTH_USER", "BASIC_AUTH_PASS", "LABEL_STUDIO_URL", "LABEL_STUDIO_API_KEY"} <= set(env)
         assert "models:/data" in service["volumes"]  # one MODEL_DIR for both
         assert "redis" in service["depends_on"]
-    assert all(port.startswith("127.0.0.1:") for port in backend["ports"])  # not open to the network by default
+        assert service["env_file"] == [{"path": ".env", "required": False}]  # every setting, not only those named
+    assert worker["healthcheck"] == {"disable": True}  # it serves no /health
+    assert int(worker["stop_grace_period"].rstrip("s")) >= 300  # the job in hand finishes on docker stop
+    assert all(port.startswith("127.0.0.1:") for port in backend["ports"] + ls["ports"])  # not open by default
     assert int(backend["stop_grace_period"].rstrip("s")) >= 30  # the SIGTERM grace period fits
     assert ls["profiles"] == ["studio"] and ls["image"].endswith(":1.23.2")
     assert ls["environment"]["ML_BLOCK_LOCAL_IP"] == "false" and ls["environment"]["SSRF_PROTECTION_ENABLED"] == "false"
