@@ -27,8 +27,7 @@ def _simulate(args: argparse.Namespace) -> int:
             repeats=args.repeats,
             mode=args.mode,
             model=args.model or default_model_path(),
-            # by default the server's rule: spread over the prior's classes, or k-means without it
-            cold_start=args.cold_start or ("prior" if args.prior == "on" and args.mode == "head" else "kmeans"),
+            cold_start=args.cold_start,
             mc=args.mc,
             num_draws=args.draws,
             max_length=args.max_length,
@@ -113,9 +112,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     sim.add_argument("--repeats", type=int, default=3)
     sim.add_argument("--mode", choices=["head", "finetune"], default="head", help="the server's training mode")
     sim.add_argument("--model", default=None, help="base model or fine-tuned checkpoint (default: packaged MiniLM)")
-    sim.add_argument("--cold-start", choices=list(COLD_STARTS), default=None,
-                     help="how the seed set is chosen (default: the server's rule, prior with the label-name "
-                          "prior in head mode, else kmeans)")
+    sim.add_argument("--cold-start", choices=list(COLD_STARTS), default="kmeans",
+                     help="how the seed set is chosen (kmeans: the server's rule; prior, kmeans-margin: with the "
+                          "label-name prior, measured for comparison)")
     sim.add_argument("--draws", type=int, default=20, help="MC-Dropout draws")
     sim.add_argument("--mc", choices=["head", "full"], default="head",
                      help="dropout in the head only (the server's path) or in the whole network (costly)")

@@ -11,6 +11,7 @@ import sqlite3
 import tempfile
 import threading
 import time
+from collections import OrderedDict
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
@@ -35,6 +36,7 @@ from .training import TrainConfig, fit_finetune_with_quality, fit_head
 log = logging.getLogger(__name__)
 
 PREDICT_CHUNK = 2048  # texts per MC-Dropout pass in /predict
+PRIOR_CACHE = 64  # label-name priors kept (one per set of choices)
 
 
 class StateError(RuntimeError):
@@ -79,11 +81,12 @@ class Engine:
             eval_fraction=settings.eval_fraction,
             num_draws=settings.num_draws,
             seed=settings.seed,
-            prior=settings.label_prior,
+            prior=settings.label_prior and settings.train_mode == "head",  # only a head learns on it
         )
         self._projects: Dict[str, Project] = {}
         self._base: Dict[Tuple[str, ...], Optional[Classifier]] = {}
-        self._priors: Dict[Tuple, LabelPrior] = {}
+        self._priors: "OrderedDict[Tuple, LabelPrior]" = OrderedDict()
+        self._verdicts: Dict[str, Tuple[Tuple, bool]] = {}  # project -> (its labels' key, prior beats chance)
         self._refused: Dict[Tuple[str, str], str] = {}  # (project, version) -> why it is not served
         self._encoder: Optional[Encoder] = None
         self._lock = threading.RLock()  # the project table
@@ -275,44 +278,62 @@ class Engine:
 
     def _cold_predictions(self, project_id: str, schema: Schema, texts: Sequence[str]) -> Predictions:
         """Before a project's first version: the label-name prior's classes, pre-filled only once
-        the project's own stored labels show the prior beats chance; scores that put a first batch
-        of MIN_LABELS texts first, spread over the prior's classes (or over k-means clusters
-        without a prior)."""
+        the project's own stored labels show the prior beats chance; scores that put the k-means
+        representatives (a first batch of MIN_LABELS texts) first."""
         emb = self.encoder.embed(texts)
         n = len(texts)
         prior = self.label_prior(schema)
-        probs = prior.probabilities(emb) if prior is not None else None
-        scores = cold_start.diversity_scores(emb, self.settings.min_labels, self.settings.seed, probs)
+        scores = cold_start.diversity_scores(emb, self.settings.min_labels, self.settings.seed)
         if self.settings.score_mode == "uncertainty":
             scores = 1.0 - scores
-        if probs is None:
+        if prior is None:
             return Predictions(UNTRAINED, schema.labels, np.zeros(n, dtype=np.int64), np.zeros(n), scores, prefill=False)
+        probs = prior.probabilities(emb)
         best = probs.argmax(1)
         return Predictions(UNTRAINED, schema.labels, best, probs[np.arange(n), best], scores,
                            prefill=self._prior_beats_chance(project_id, schema, prior))
 
     def label_prior(self, schema: Schema) -> Optional[LabelPrior]:
-        """The label-name prior of a config (LABEL_PRIOR), built once per set of choices."""
+        """The label-name prior of a config (LABEL_PRIOR), built once per set of choices (built
+        outside the lock: a thousand choices take seconds; the last PRIOR_CACHE kept)."""
         if not self.settings.label_prior:
             return None
         key = (schema.labels, schema.descriptions)
-        with self._model_lock:
-            if key not in self._priors:
-                self._priors[key] = LabelPrior.of(self.encoder, schema.labels, schema.descriptions)
-            return self._priors[key]
+        with self._lock:
+            if key in self._priors:
+                self._priors.move_to_end(key)
+                return self._priors[key]
+        prior = LabelPrior.of(self.encoder, schema.labels, schema.descriptions)
+        with self._lock:
+            self._priors[key] = prior
+            while len(self._priors) > PRIOR_CACHE:
+                self._priors.popitem(last=False)
+        return prior
 
     def _prior_beats_chance(self, project_id: str, schema: Schema, prior: LabelPrior) -> bool:
-        """Do the project's stored labels show the prior is better than guessing (a one-sided
-        binomial test at 1%)? With no labels nobody knows: no pre-filled class."""
+        """Do the project's stored labels show the prior is better than guessing? One label per
+        task (the newest 500 tasks), right in at least 2 classes, and a one-sided binomial test
+        at 1% against 1/classes. With no labels nobody knows: no pre-filled class. The verdict is
+        kept until the label count changes."""
         project = self.project(project_id)
-        if project.label_count() == 0:  # never opens (so never creates) a store that is not there
+        count = project.label_count()
+        if count == 0:  # never opens (so never creates) a store that is not there
             return False
-        labels = [lb for lb in project.store.all() if lb.label in schema.labels]
-        if not labels:
-            return False
-        y = np.array([schema.labels.index(lb.label) for lb in labels])
-        hits = int((prior.logits(self.encoder.embed([lb.text for lb in labels])).argmax(1) == y).sum())
-        return better_than_chance(hits, len(labels), len(schema.labels))
+        key = (project_id, count, schema.labels, schema.descriptions)
+        with self._lock:
+            if self._verdicts.get(project_id, (None,))[0] == key:
+                return self._verdicts[project_id][1]
+        per_task = {lb.task_id: lb for lb in sorted(project.store.all(), key=lambda lb: lb.annotation_id)
+                    if lb.label in schema.labels}
+        labels = list(per_task.values())[-500:]
+        verdict = False
+        if labels:
+            y = np.array([schema.labels.index(lb.label) for lb in labels])
+            right = prior.logits(self.encoder.embed([lb.text for lb in labels])).argmax(1) == y
+            verdict = len(set(y[right])) >= 2 and better_than_chance(int(right.sum()), len(y), len(schema.labels))
+        with self._lock:
+            self._verdicts[project_id] = (key, verdict)
+        return verdict
 
     # --- labels ---------------------------------------------------------------------------
     def store_labels(self, project_id: str, labels: Sequence[Label]) -> bool:
@@ -349,6 +370,7 @@ class Engine:
             project.remove()
         with self._lock:
             self._projects.pop(project_id, None)
+            self._verdicts.pop(project_id, None)
             self._refused = {k: v for k, v in self._refused.items() if k[0] != project_id}
         return True
 
@@ -454,7 +476,8 @@ class Engine:
     def training_fingerprint(self, schema: Schema, labels: Sequence[Label]) -> str:
         """Equal for two runs that would learn the same thing: labels, classes, encoder, recipe."""
         recipe = repr(sorted(asdict(self.train_config).items()))
-        classes = "\x1f".join(schema.labels) + (repr(schema.descriptions) if self.settings.label_prior else "")
+        prior = self.settings.label_prior and self.settings.train_mode == "head"  # only head mode learns on it
+        classes = "\x1f".join(schema.labels) + (repr(schema.descriptions) if prior else "")
         return fingerprint(labels, classes, self.encoder.identity, recipe)
 
     def resume(self) -> List[str]:

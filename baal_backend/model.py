@@ -32,6 +32,7 @@ from .prior import LabelPrior, prior_offset
 META_FILE = "classifier.json"
 HEAD_WEIGHTS = "head.pt"
 PRIOR_FILE = "prior.npy"  # the label-name prototypes a head was trained on top of
+HEAD_ON_PRIOR = "head+prior"  # the kind of a head trained on top of the label-name prior
 
 
 class Classifier(Protocol):
@@ -105,25 +106,6 @@ def _init_linear(layer: nn.Linear, generator: torch.Generator) -> None:
     nn.init.uniform_(layer.bias, -bound, bound, generator=generator)
 
 
-class PriorClassifier:
-    """The label-name prior alone: a project's predictions before its first version. Its draws
-    are all alike (no dropout), so it ranks by margin, entropy or confidence, never by BALD."""
-
-    kind = "prior"
-
-    def __init__(self, encoder: Encoder, prior: LabelPrior, labels: Sequence[str]):
-        self.encoder = encoder
-        self.prior = prior
-        self.labels = tuple(labels)
-
-    def predict_proba(self, texts: Sequence[str], draws: int) -> np.ndarray:
-        probs = self.prior.probabilities(self.encoder.embed(texts))
-        return np.repeat(probs[:, :, None], draws, axis=2)
-
-    def save(self, path: Path) -> None:  # never published: it is rebuilt from the label config
-        raise NotImplementedError("the prior is not a version")
-
-
 class HeadClassifier:
     """Frozen encoder embeddings -> MC-Dropout MLP head (on top of the label-name prior, if any)."""
 
@@ -150,7 +132,8 @@ class HeadClassifier:
         meta = {"kind": self.kind, "labels": list(self.labels), "encoder": self.encoder.name_or_path}
         if self.prior is not None:
             np.save(path / PRIOR_FILE, self.prior.prototypes)
-            meta["prior_scale"] = self.prior.scale
+            # its own kind: code from before the prior refuses it rather than serve the head alone
+            meta.update(kind=HEAD_ON_PRIOR, prior_scale=self.prior.scale)
         (path / META_FILE).write_text(json.dumps(meta))
 
     @classmethod
@@ -164,7 +147,11 @@ class HeadClassifier:
     @classmethod
     def load(cls, path: Path, encoder: Encoder) -> "HeadClassifier":
         meta = json.loads((path / META_FILE).read_text())
-        prior = LabelPrior(np.load(path / PRIOR_FILE), meta["prior_scale"]) if "prior_scale" in meta else None
+        prior = None
+        if meta["kind"] == HEAD_ON_PRIOR:
+            if not (path / PRIOR_FILE).exists():  # not FileNotFoundError: that means "the version vanished"
+                raise ValueError(f"{PRIOR_FILE} is missing")
+            prior = LabelPrior(np.load(path / PRIOR_FILE), meta["prior_scale"])
         return cls.from_state(encoder, torch.load(path / HEAD_WEIGHTS, weights_only=True), meta["labels"], prior)
 
 
@@ -254,6 +241,6 @@ class TransformerClassifier:
 def load_classifier_dir(path: Path, encoder: Encoder, max_length: int) -> Classifier:
     """Load whichever kind of classifier a published version directory holds."""
     kind = json.loads((Path(path) / META_FILE).read_text())["kind"]
-    if kind == HeadClassifier.kind:
+    if kind in (HeadClassifier.kind, HEAD_ON_PRIOR):
         return HeadClassifier.load(Path(path), encoder)
     return TransformerClassifier.load(Path(path), max_length=max_length)

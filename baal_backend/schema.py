@@ -26,8 +26,9 @@ class Schema:
     source : the object tag: "text", "hypertext" (HTML, read as its visible text) or
         "paragraphs" (a list of utterances, read as "name: text" lines).
     name_key, item_key : for "paragraphs", the keys of an utterance's speaker and text.
-    descriptions : per label, its `hint` and `alias` when the config gives them (the label-name
-        prior embeds them with the value).
+    descriptions : per label, its `hint` when the config gives one (the label-name prior embeds
+        it with the value). Not its `alias`: Label Studio writes the alias into results in place
+        of the value, a short code rather than words.
     """
 
     from_name: str
@@ -86,6 +87,5 @@ def parse_label_config(config: str) -> Schema:
     return Schema(
         from_name, to_name, value[1:], tuple(labels), source=source.tag.lower(),
         name_key=source.get("nameKey") or "author", item_key=source.get("textKey") or "text",
-        descriptions=tuple(tuple(el.get(a).strip() for a in ("hint", "alias") if (el.get(a) or "").strip())
-                           for el in elements),
+        descriptions=tuple((el.get("hint").strip(),) if (el.get("hint") or "").strip() else () for el in elements),
     )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -91,8 +91,9 @@ class _Learner:
             return {"accuracy": None, "macro_f1": None}
         return self._metrics(self.prior.probabilities(self.test_emb))
 
-    def fit_and_score(self, labeled: np.ndarray, candidates: np.ndarray):
-        """(test metrics, MC probabilities of the candidates)."""
+    def fit_and_score(self, labeled: np.ndarray, candidates: np.ndarray, seed: int = 0):
+        """(test metrics, MC probabilities of the candidates); `seed`: this repeat's training seed."""
+        self.train_cfg = replace(self.train_cfg, seed=seed)
         y = self.y_pool[labeled]
         if self.cfg.mode == "head":
             clf = train_head_on_embeddings(self.encoder, self.labels, self.pool_emb[labeled], y, self.train_cfg, self.prior)
@@ -190,10 +191,10 @@ def simulate(pool: TextDataset, test: TextDataset, cfg: SimulationConfig, progre
         for other in COLD_STARTS:
             if other != cfg.cold_start and (learner.prior is not None or other in ("kmeans", "random")):
                 other_set = learner.seed_set(other, np.random.default_rng(seed + 10_000), seed)
-                cold.setdefault(other, []).append(learner.fit_and_score(other_set, other_set[:0])[0]["accuracy"])
+                cold.setdefault(other, []).append(learner.fit_and_score(other_set, other_set[:0], seed)[0]["accuracy"])
         # the seed round is the same for every strategy: train it once
         first_unlabeled = np.setdiff1d(everything, seed_set)
-        first_metrics, first_probs = learner.fit_and_score(seed_set, first_unlabeled)
+        first_metrics, first_probs = learner.fit_and_score(seed_set, first_unlabeled, seed)
         cold.setdefault(cfg.cold_start, []).append(first_metrics["accuracy"])
         bar.update(2)
         for k, strategy in enumerate(cfg.strategies):
@@ -205,7 +206,7 @@ def simulate(pool: TextDataset, test: TextDataset, cfg: SimulationConfig, progre
                 picked = acquisition.select(probs, strategy, budget - len(labeled), rng)
                 labeled = np.concatenate([labeled, unlabeled[picked]])
                 unlabeled = np.setdiff1d(everything, labeled)
-                metrics, probs = learner.fit_and_score(labeled, unlabeled)
+                metrics, probs = learner.fit_and_score(labeled, unlabeled, seed)
                 curve.append(metrics)
                 bar.update()
             curves[strategy].append(curve)

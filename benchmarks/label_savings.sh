@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Label-efficiency benchmark (issue "Prove the label savings"): the simulation CLI on CLINC150 and
-# BBC News, 3 repeats each, head mode. Writes benchmarks/results/<data>/{results.json,results.md,
-# learning_curves.png}. About 25 minutes on 2 CPU cores.
+# Label-efficiency benchmark: the simulation CLI on CLINC150 and BBC News, 3 repeats each, head
+# mode, the server's defaults (label-name prior on, k-means first batch; each repeat its own
+# k-means and training seed). Writes benchmarks/results/<data>/{results.json,results.md,
+# learning_curves.png}. About 45 minutes on 2 CPU cores for the 7 strategies. `benchmarks/prior_levers.sh` runs the prior-off and
+# cryptic-names comparisons.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}

@@ -71,13 +71,44 @@ def test_a_version_learns_on_top_of_the_prior(make_app, tmp_path):
     assert client.engine.jobs.wait_idle("3", 120)
     body = client.get("/versions?project=3").json
     assert body["details"][-1]["metrics"]["prior_scale"] >= 10
-    meta = json.loads((tmp_path / "models" / "projects" / "3" / "versions" / body["current"] / "classifier.json").read_text())
+    path = tmp_path / "models" / "projects" / "3" / "versions" / body["current"]
+    meta = json.loads((path / "classifier.json").read_text())
+    assert meta["kind"] == "head+prior"  # code from before the prior refuses it instead of serving the head alone
     assert meta["prior_scale"] == body["details"][-1]["metrics"]["prior_scale"]
     held_out = [TEXTS[i][3] for i in INTENTS]
     results = _predict(client, config, held_out, project="3")
     assert [r["result"][0]["value"]["choices"][0] for r in results] == INTENTS
+    # the saved version, loaded as a restarted server would, is the head on top of the same prior
+    from baal_backend.model import load_classifier_dir
+
+    served = client.engine.classifier("3")[1]
+    loaded = load_classifier_dir(path, client.engine.encoder, 128)
+    assert loaded.prior.scale == served.prior.scale and (loaded.prior.prototypes == served.prior.prototypes).all()
+    emb = client.engine.encoder.embed(held_out)
+    bare = loaded.head.eval()
+    import torch
+    with torch.no_grad():
+        head_only = bare.hidden(torch.from_numpy(emb))
+        head_only = bare.out[1](head_only).numpy()
+    assert (head_only + loaded.prior.logits(emb)).argmax(1).tolist() == list(range(4))  # what it was trained as
     # switched off, the version has no prior
     off = make_app(model_dir=tmp_path / "off", MIN_LABELS=8, LABEL_PRIOR="false")
     _label(off, "3", config, INTENTS, per_class=2)
     assert off.engine.jobs.wait_idle("3", 120)
     assert "prior_scale" not in off.get("/versions?project=3").json["details"][-1]["metrics"]
+
+
+def test_one_class_or_one_task_never_confirms_the_prior(make_app):
+    """Labels all in one class (a prior that always says that class would look perfect), or many
+    annotations of one task, are no evidence that the names work."""
+    client = make_app(MIN_LABELS=20)
+    config = label_config(INTENTS)
+    for k in range(4):  # 4 weather labels, all right
+        event = annotation_event(4, config, 100 + k, TEXTS["weather"][k], "weather", 100 + k, from_name="intent")
+        assert client.post("/webhook", json=event).status_code == 200
+    assert all(r["result"] == [] for r in _predict(client, config, [TEXTS[i][3] for i in INTENTS], project="4"))
+    for k in range(6):  # one task, six annotators
+        event = annotation_event(5, config, 200, TEXTS["timer"][0], "timer", 300 + k, from_name="intent")
+        event["annotation"]["id"] = 300 + k
+        assert client.post("/webhook", json=event).status_code == 200
+    assert all(r["result"] == [] for r in _predict(client, config, [TEXTS[i][3] for i in INTENTS], project="5"))

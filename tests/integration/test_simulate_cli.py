@@ -46,7 +46,7 @@ def test_simulate_on_a_tiny_csv(tmp_path):
         assert stats["aulc"] == sum(stats["accuracy_mean"]) / 4
         assert stats["labels_to_match_random"] is None or stats["labels_to_match_random"] in stats["budgets"]
     assert set(results["cold_start"]) == {"kmeans", "random", "prior", "kmeans-margin"}
-    assert results["config"]["cold_start"] == "prior" and results["config"]["prior"] is True
+    assert results["config"]["cold_start"] == "kmeans" and results["config"]["prior"] is True
     zero = results["zero_labels"]  # the label-name prior ("sport", "food", "weather") before any label
     assert zero["accuracy"] > 0.6 and 0 < zero["macro_f1"] <= 1
     assert (out / "learning_curves.png").read_bytes()[:4] == b"\x89PNG"
