@@ -80,3 +80,15 @@ def test_the_prior_first_batch_covers_every_predicted_class_before_repeating():
     for c in set(classes[:5]):  # each class's most confident text comes first
         members = np.flatnonzero(probs.argmax(1) == c)
         assert picks[list(classes).index(c)] == members[np.argmax(probs[members].max(1))]
+
+
+def test_a_class_nobody_labeled_keeps_its_share():
+    """Each class's prototype is a training example too: labels of 2 classes of 4 do not train
+    the other two away (their texts are still predicted from the names)."""
+    rng = np.random.default_rng(3)
+    protos, emb, y = _data(rng, per_class=40, noise=1.0)
+    prior = LabelPrior(protos, 5.0)
+    seen = np.flatnonzero(y < 2)  # labels of classes 0 and 1 only
+    head = train_mc_head(emb[seen], y[seen], 4, TrainConfig(epochs=1, seed=0), prior)
+    pred = mc_proba(head, emb, 5, prior).mean(-1).argmax(1)
+    assert (pred[y >= 2] == y[y >= 2]).mean() > 0.7  # without the prototypes as examples: 0.09
