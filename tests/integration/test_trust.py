@@ -312,7 +312,8 @@ def test_versions_say_why_there_is_no_metric(make_app):
     client = make_app(MIN_LABELS=10, EVAL_FRACTION=0)
     _send(client, sentiment_events(1, 12))
     metrics = _versions(client)["details"][-1]["metrics"]
-    assert metrics == {"eval": "none", "reason": "EVAL_FRACTION=0 turns held-out quality off"}
+    assert {k: metrics[k] for k in ("eval", "reason")} == {"eval": "none", "reason": "EVAL_FRACTION=0 turns held-out quality off"}
+    assert set(metrics) <= {"eval", "reason", "prior_scale"}
 
 
 def test_seed_makes_training_reproducible_under_predict_traffic():
