@@ -319,7 +319,7 @@ class Engine:
         count = project.label_count()
         if count == 0:  # never opens (so never creates) a store that is not there
             return False
-        key = (project_id, count, schema.labels, schema.descriptions)
+        key = (count, schema.labels, schema.descriptions)
         with self._lock:
             if self._verdicts.get(project_id, (None,))[0] == key:
                 return self._verdicts[project_id][1]

@@ -94,6 +94,3 @@ def prior_offset(prior: Optional[LabelPrior], emb: np.ndarray) -> Optional[np.nd
         return None
     return prior.logits(emb)
 
-
-def accuracy(prior: LabelPrior, emb: np.ndarray, y: Sequence[int]) -> float:
-    return float((prior.logits(emb).argmax(1) == np.asarray(y)).mean()) if len(y) else 0.0

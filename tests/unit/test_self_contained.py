@@ -1,4 +1,5 @@
-"""A user's clone has no ../shared beside it: nothing in the project may read from there."""
+"""A user's clone has no sibling `shared` folder: this guard fails if any code, test or benchmark
+refers to one (it reads nothing there itself)."""
 import re
 from pathlib import Path
 
