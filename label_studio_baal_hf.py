@@ -58,7 +58,8 @@ class BaalTextClassifier(LabelStudioMLBase):
     def predict(self, tasks: List[Dict], **kwargs: Any) -> List[Dict]:
         """One prediction per task, in order; a task without usable text gets an empty result."""
         indices, texts = texts_of(tasks, self.schema, self.project)
-        preds = self.engine.predict(self.project, self.schema, texts) if texts else None
+        task_ids = [tasks[i].get("id") for i in indices]  # texts_of kept only dict tasks
+        preds = self.engine.predict(self.project, self.schema, texts, task_ids) if texts else None
         version = preds.version if preds else self.model_version
         results: List[Dict] = [{"result": [], "score": None, "model_version": version} for _ in tasks]
         if preds:

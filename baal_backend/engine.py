@@ -252,14 +252,17 @@ class Engine:
         self.request_training(project.id)
         return why
 
-    def predict(self, project_id: str, schema: Schema, texts: Sequence[str]) -> Predictions:
+    def predict(self, project_id: str, schema: Schema, texts: Sequence[str], task_ids: Sequence[object] = ()
+                ) -> Predictions:
         """Classes and scores of `texts` from the current version.
 
         Before a project's first version, a base model that knows the classes (a fine-tuned
         checkpoint) predicts as usual; otherwise no class is pre-filled and the scores follow the
         cold-start diversity rule. Texts go through in chunks: memory O(texts), not
-        O(texts x classes x draws).
+        O(texts x classes x draws). The tasks (`task_ids`, parallel to `texts`) join the
+        project's unlabeled pool (`remember_tasks`).
         """
+        self.remember_tasks(project_id, task_ids, texts)
         version, clf = self.classifier(project_id)
         if clf is None:
             clf = self._base_classifier(schema.labels)
@@ -275,6 +278,19 @@ class Engine:
             best_probability[part] = mean[np.arange(len(mean)), best_index[part]]
             scores[part] = acquisition.prediction_scores(probs, self.settings.heuristic, self.settings.score_mode, self._rng)
         return Predictions(version, schema.labels, best_index, best_probability, scores)
+
+    def remember_tasks(self, project_id: str, task_ids: Sequence[object], texts: Sequence[str]) -> None:
+        """Keep the tasks Label Studio asked about: the pool the learner refines its prior on.
+        Only for a project that has state (a read never creates it); a failing write costs the
+        pool a few texts, never the prediction."""
+        project = self.project(project_id)
+        rows = [(t, text) for t, text in zip(task_ids, texts) if isinstance(t, int) and not isinstance(t, bool)]
+        if not rows or not project.exists:
+            return
+        try:
+            project.store.remember_tasks(rows)
+        except (OSError, sqlite3.Error) as exc:
+            log.warning("project %s: cannot remember %d tasks for the pool: %s", project_id, len(rows), public_error(exc))
 
     def _cold_predictions(self, project_id: str, schema: Schema, texts: Sequence[str]) -> Predictions:
         """Before a project's first version: the label-name prior's classes, pre-filled only once
@@ -432,14 +448,16 @@ class Engine:
         if self.settings.train_mode == "head":
             emb = self.encoder.embed(texts)  # cached per text: this process holds the encoder
             prior = self.label_prior(schema)
-            state, metrics = trainer_process.run(fit_head, emb, y, groups, len(schema.labels), self.train_config,
-                                                 prior.prototypes if prior is not None else None)
+            pool = self.encoder.embed([text for _, text in project.store.unlabeled()]) if prior is not None else None
+            state, prototypes, metrics = trainer_process.run(
+                fit_head, emb, y, groups, len(schema.labels), self.train_config,
+                prior.prototypes if prior is not None else None, pool)
             fit = metrics.pop("fit")
             log.info("project %s: head fitted on %d labels: %d epochs, %d steps, final loss %.4f, %.2f s "
                      "(quality: %s)", project.id, fit["labels"], fit["epochs"], fit["steps"], fit["loss"],
                      fit["seconds"], metrics.get("eval"))
-            scaled = prior.with_scale(metrics["prior_scale"]) if prior is not None else None
-            clf: Classifier = HeadClassifier.from_state(self.encoder, state, schema.labels, scaled)
+            refined = LabelPrior(prototypes, metrics["prior_scale"]) if prototypes is not None else None
+            clf: Classifier = HeadClassifier.from_state(self.encoder, state, schema.labels, refined)
         else:
             clf, metrics = fit_finetune_with_quality(
                 self.settings.baseline_model_name, schema.labels, texts, y, groups, self.train_config

@@ -1,4 +1,5 @@
-"""Durable per-project label store (SQLite): what the annotators said, keyed by annotation.
+"""Durable per-project label store (SQLite): what the annotators said, keyed by annotation, and
+the tasks Label Studio asked predictions for (the unlabeled pool the learner and the report use).
 
 Webhooks upsert and delete rows; training reads a snapshot. SQLite in WAL mode with
 `synchronous=FULL` means a row the webhook acknowledged survives a crash or `kill -9`.
@@ -50,6 +51,11 @@ CREATE TABLE IF NOT EXISTS labels (
     updated_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS labels_task ON labels(task_id);
+CREATE TABLE IF NOT EXISTS tasks (
+    task_id INTEGER PRIMARY KEY,
+    text TEXT NOT NULL,
+    seen_at REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS tombstones (
     annotation_id INTEGER PRIMARY KEY,
     deleted_at REAL NOT NULL
@@ -63,6 +69,7 @@ _UPSERT = (
 
 
 MAX_OPEN = 32  # open label databases per process (3 files each in WAL mode), however many projects
+MAX_POOL = 20_000  # remembered tasks per project (the newest): the pool's embeddings stay ~30 MB
 
 
 class LabelStore:
@@ -145,7 +152,27 @@ class LabelStore:
                 gone += [r[0] for r in db.execute("SELECT annotation_id FROM labels WHERE task_id = ?", (task,))]
             db.executemany("DELETE FROM labels WHERE annotation_id = ?", [(i,) for i in gone])
             db.executemany("INSERT OR REPLACE INTO tombstones VALUES (?, ?)", [(i, now) for i in gone])
+            db.executemany("DELETE FROM tasks WHERE task_id = ?", tasks)
         return len(gone)
+
+    def remember_tasks(self, tasks: Iterable[tuple]) -> int:
+        """Record (task id, text) pairs Label Studio asked predictions for; the newest text wins.
+        Only the newest `MAX_POOL` tasks are kept."""
+        now = time.time()
+        rows = [(int(task_id), text, now) for task_id, text in tasks]
+        with self._write() as db:
+            db.executemany("INSERT OR REPLACE INTO tasks VALUES (?, ?, ?)", rows)
+            if db.execute("SELECT COUNT(*) FROM tasks").fetchone()[0] > MAX_POOL:
+                db.execute("DELETE FROM tasks WHERE task_id NOT IN "
+                           "(SELECT task_id FROM tasks ORDER BY seen_at DESC, task_id DESC LIMIT ?)", (MAX_POOL,))
+        return len(rows)
+
+    def unlabeled(self) -> List[tuple]:
+        """(task id, text) of the remembered tasks with no label, by task id."""
+        with self._lock:
+            return self._connect().execute(
+                "SELECT task_id, text FROM tasks WHERE task_id NOT IN (SELECT task_id FROM labels) ORDER BY task_id"
+            ).fetchall()
 
     def merge(self, source: Iterable[Label], started: float) -> MergeResult:
         """Make the store mirror `source` (Label Studio's labels, read from `started` on), except

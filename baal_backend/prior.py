@@ -7,6 +7,12 @@ and BBC News, `benchmarks/prior_probe.py`) calibrates it. From the first labels 
 is fitted to them by likelihood (`fit_scale`): the prior never saw those labels, so this is an
 honest out-of-sample measure, and cryptic or misleading names get a scale near 0, i.e. no prior.
 
+From the first labels on, the prototypes are also refined (`refined`): each becomes the
+name plus its labeled texts, then the unlabeled pool pulls them to where the class's texts
+really are (a few rounds of soft k-means seeded by the prototypes: the semi-supervised prototypes
+of Ren et al., 2018). On CLINC150 with 150 k-means labels this lifts the head from 0.758 to 0.848
+(`benchmarks/prior_refinement.py`).
+
 The head then learns on top of the prior (the prior's logits are a fixed offset of its own, see
 `training.train_mc_head`): with few labels the prediction is mostly the prior, with many the
 head corrects it wherever the names mislead.
@@ -26,6 +32,9 @@ from .encoder import Encoder
 DEFAULT_SCALE = 25.0
 #: The scales `fit_scale` chooses from; 0 switches the prior off.
 SCALES = (0.0, 2.5, 5.0, 7.5, 10.0, 15.0, 20.0, 25.0, 30.0, 40.0, 50.0, 70.0)
+#: Soft k-means rounds over the unlabeled pool in `refined` (1 -> 3 rounds: CLINC150 at 150
+#: labels 0.839 -> 0.852; 10 rounds add nothing).
+REFINE_ROUNDS = 3
 
 
 def describe(name: str) -> str:
@@ -49,7 +58,7 @@ class LabelPrior:
         emb = encoder.embed([w for group in words for w in group])  # one batched pass for every choice
         ends = np.cumsum([len(group) for group in words])
         means = np.stack([part.mean(0) for part in np.split(emb, ends[:-1])])
-        return cls((means / np.maximum(np.linalg.norm(means, axis=1, keepdims=True), 1e-12)).astype(np.float32))
+        return cls(unit(means))
 
     def logits(self, emb: np.ndarray) -> np.ndarray:
         """[n, classes] logits of unit-length embeddings."""
@@ -66,6 +75,29 @@ class LabelPrior:
         cos = np.asarray(emb, dtype=np.float32) @ self.prototypes.T
         best = max(SCALES, key=lambda s: float(log_softmax(s * cos)[np.arange(len(y)), y].mean()))
         return self.with_scale(best)
+
+    def refined(self, emb: np.ndarray, y: np.ndarray, pool: np.ndarray, rounds: int = REFINE_ROUNDS) -> "LabelPrior":
+        """Prototypes that also know the labels `y` of `emb` and the unlabeled `pool`: each class
+        starts as its name plus the sum of its labeled embeddings (the name left out when the
+        labels say it does not help, i.e. its fitted scale is 0); then `rounds` times every pool
+        text adds itself to each class in proportion to its probability. The scale is fitted to
+        the labels afterwards."""
+        emb = np.asarray(emb, dtype=np.float32)
+        base = np.zeros_like(self.prototypes)
+        np.add.at(base, y, emb)
+        if self.fit_scale(emb, y).scale > 0:
+            base += self.prototypes
+        protos = unit(base)
+        pool = np.asarray(pool, dtype=np.float32).reshape(-1, protos.shape[1])
+        for _ in range(rounds if len(pool) else 0):
+            weights = softmax(DEFAULT_SCALE * (pool @ protos.T))
+            protos = unit(base + weights.T @ pool)
+        return LabelPrior(protos).fit_scale(emb, y)
+
+
+def unit(rows: np.ndarray) -> np.ndarray:
+    """Rows scaled to length 1 (float32); a zero row stays zero."""
+    return (rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)).astype(np.float32)
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:

@@ -96,7 +96,9 @@ class _Learner:
         self.train_cfg = replace(self.train_cfg, seed=seed)
         y = self.y_pool[labeled]
         if self.cfg.mode == "head":
-            clf = train_head_on_embeddings(self.encoder, self.labels, self.pool_emb[labeled], y, self.train_cfg, self.prior)
+            unlabeled = np.setdiff1d(np.arange(len(self.pool_emb)), labeled)  # what the server's pool holds
+            clf = train_head_on_embeddings(self.encoder, self.labels, self.pool_emb[labeled], y, self.train_cfg, self.prior,
+                                           self.pool_emb[unlabeled])
             test_probs = clf.proba_from_embeddings(self.test_emb, self.cfg.num_draws)
             if self.cfg.mc == "full":
                 cand_probs = self._full_mc(clf, candidates)

@@ -81,38 +81,48 @@ def train_mc_head(emb: np.ndarray, y: np.ndarray, n_classes: int, cfg: TrainConf
 
 def train_head_on_embeddings(
     encoder: Encoder, labels: Sequence[str], emb: np.ndarray, y: np.ndarray, cfg: TrainConfig,
-    prior: Optional[LabelPrior] = None,
+    prior: Optional[LabelPrior] = None, pool: Optional[np.ndarray] = None,
 ) -> HeadClassifier:
-    """A head on these labels; with a prior, its scale first fitted to them (`fit_head`'s rule)."""
-    prior = prior.fit_scale(emb, y) if prior is not None else None
+    """A head on these labels; with a prior, the prior first refined by them and the unlabeled
+    `pool` (`fit_head`'s rule)."""
+    prior = prior.refined(emb, y, _rows(pool, emb)) if prior is not None else None
     return HeadClassifier(encoder, train_mc_head(emb, y, len(labels), cfg, prior), labels, prior)
+
+
+def _rows(pool: Optional[np.ndarray], like: np.ndarray) -> np.ndarray:
+    return np.empty((0, like.shape[1]), dtype=np.float32) if pool is None else pool
 
 
 def fit_head(
     emb: np.ndarray, y: np.ndarray, groups: Sequence[int], n_classes: int, cfg: TrainConfig,
-    prototypes: Optional[np.ndarray] = None,
-) -> Tuple[Dict[str, np.ndarray], Dict[str, object]]:
-    """A version's head and its quality: probes on held-out tasks, then the head on all labels.
-    With the label-name `prototypes`, each fit first sets the prior's scale from its own labels
-    (the probes' from their training folds only), and the head learns on top of the prior.
+    prototypes: Optional[np.ndarray] = None, pool: Optional[np.ndarray] = None,
+) -> Tuple[Dict[str, np.ndarray], Optional[np.ndarray], Dict[str, object]]:
+    """A version's head, its prior and its quality: probes on held-out tasks, then the head on
+    all labels. With the label-name `prototypes`, each fit first refines the prior with its own
+    labels and the unlabeled `pool` embeddings (a probe's held-out texts join its pool: unlabeled
+    to it), then the head learns on top of the prior.
 
-    NumPy in, NumPy out (the head's weights; the prior's scale in the metrics), so the server
-    runs it in its training process (`trainer_process`), away from the request threads.
+    NumPy in, NumPy out (the head's weights, the refined prototypes; the prior's scale in the
+    metrics), so the server runs it in its training process (`trainer_process`), away from the
+    request threads.
     """
     prior = LabelPrior(prototypes) if prototypes is not None else None
+    pool = _rows(pool, emb)
 
-    def fitted(rows: np.ndarray) -> Tuple[MCHead, Optional[LabelPrior]]:
-        p = prior.fit_scale(emb[rows], y[rows]) if prior is not None else None
+    def fitted(rows: np.ndarray, unlabeled: np.ndarray) -> Tuple[MCHead, Optional[LabelPrior]]:
+        p = prior.refined(emb[rows], y[rows], unlabeled) if prior is not None else None
         return train_mc_head(emb[rows], y[rows], n_classes, cfg, p), p
 
     def predict_fold(train: np.ndarray, test: np.ndarray) -> np.ndarray:
-        probe, p = fitted(train)
+        probe, p = fitted(train, np.concatenate([pool, emb[test]]))
         return mc_proba(probe, emb[test], cfg.num_draws, p).mean(-1).argmax(1)
 
     metrics = measure(y, groups, cfg, predict_fold)
-    head, final = fitted(np.arange(len(y)))
-    extra = {"prior_scale": final.scale} if final is not None else {}
-    return {k: v.numpy() for k, v in head.state_dict().items()}, {**metrics, **extra, "fit": head.fit_stats_}
+    head, final = fitted(np.arange(len(y)), pool)
+    # name_scale: how much the names alone explain the labels (0: cryptic names, left out)
+    extra = {"prior_scale": final.scale, "name_scale": prior.fit_scale(emb, y).scale} if final is not None else {}
+    state = {k: v.numpy() for k, v in head.state_dict().items()}
+    return state, (final.prototypes if final is not None else None), {**metrics, **extra, "fit": head.fit_stats_}
 
 
 def measure(y: np.ndarray, groups: Sequence[int], cfg: TrainConfig, predict_fold, max_folds: int = quality.MAX_FOLDS

@@ -3,6 +3,8 @@ choices' names, pre-filled only once the project's labels show the names work, a
 learn on top of the prior (or switch it off for names that say nothing)."""
 import json
 
+import numpy as np
+
 from tests.helpers import annotation_event, label_config, task
 
 INTENTS = ["translate", "transfer", "timer", "weather"]
@@ -61,7 +63,7 @@ def test_cryptic_names_never_prefill_and_versions_learn_without_them(make_app, t
     assert client.engine.jobs.wait_idle("2", 120)
     versions = client.get("/versions?project=2").json
     assert versions["details"], versions["last_run"]
-    assert versions["details"][-1]["metrics"]["prior_scale"] <= 5
+    assert versions["details"][-1]["metrics"]["name_scale"] <= 5
 
 
 def test_a_version_learns_on_top_of_the_prior(make_app, tmp_path):
@@ -112,3 +114,22 @@ def test_one_class_or_one_task_never_confirms_the_prior(make_app):
         event["annotation"]["id"] = 300 + k
         assert client.post("/webhook", json=event).status_code == 200
     assert all(r["result"] == [] for r in _predict(client, config, [TEXTS[i][3] for i in INTENTS], project="5"))
+
+
+def test_predicted_tasks_become_the_pool_a_version_refines_its_prior_on(make_app, tmp_path):
+    client = make_app(MIN_LABELS=8)
+    config = label_config(INTENTS)
+    assert client.post("/setup", json={"project": "6.1", "schema": config}).status_code == 200
+    pool = [TEXTS[i][k] for k in (2, 3) for i in INTENTS]
+    _predict(client, config, pool, project="6")
+    store = client.engine.project("6").store
+    assert [text for _, text in store.unlabeled()] == pool
+    _label(client, "6", config, INTENTS, per_class=2)
+    assert client.engine.jobs.wait_idle("6", 120)
+    assert len(store.unlabeled()) == len(pool)  # those tasks (ids 1..8) carry no label
+    version = client.engine.classifier("6")[1]
+    names = client.engine.label_prior(client.engine.schema("6"))
+    # the served prior is no longer the names': it moved toward the labeled and the pool texts
+    assert not np.allclose(version.prior.prototypes, names.prototypes)
+    emb = client.engine.encoder.embed(pool)
+    assert (version.prior.logits(emb).argmax(1) == np.tile(np.arange(4), 2)).all()

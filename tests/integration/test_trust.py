@@ -313,7 +313,7 @@ def test_versions_say_why_there_is_no_metric(make_app):
     _send(client, sentiment_events(1, 12))
     metrics = _versions(client)["details"][-1]["metrics"]
     assert {k: metrics[k] for k in ("eval", "reason")} == {"eval": "none", "reason": "EVAL_FRACTION=0 turns held-out quality off"}
-    assert set(metrics) <= {"eval", "reason", "prior_scale"}
+    assert set(metrics) <= {"eval", "reason", "prior_scale", "name_scale"}
 
 
 def test_seed_makes_training_reproducible_under_predict_traffic():

@@ -92,3 +92,30 @@ def test_a_class_nobody_labeled_keeps_its_share():
     head = train_mc_head(emb[seen], y[seen], 4, TrainConfig(epochs=1, seed=0), prior)
     pred = mc_proba(head, emb, 5, prior).mean(-1).argmax(1)
     assert (pred[y >= 2] == y[y >= 2]).mean() > 0.7  # without the prototypes as examples: 0.09
+
+
+def test_refined_prototypes_follow_the_labels_and_the_unlabeled_pool():
+    rng = np.random.default_rng(3)
+    truth, emb, y = _data(rng, per_class=60, noise=0.9)
+    # names half-way wrong: each points between its class and the next one
+    names = LabelPrior(_unit(truth + 0.9 * np.roll(truth, 1, axis=0)).astype(np.float32))
+    one = np.array([np.flatnonzero(y == c)[0] for c in range(4)])
+    pool = np.setdiff1d(np.arange(len(y)), one)
+    accuracy = lambda p: float((p.logits(emb[pool]).argmax(1) == y[pool]).mean())  # noqa: E731
+    with_labels = names.refined(emb[one], y[one], emb[:0])
+    with_pool = names.refined(emb[one], y[one], emb[pool])
+    assert accuracy(with_pool) >= accuracy(with_labels) >= accuracy(names.fit_scale(emb[one], y[one]))
+    assert accuracy(with_pool) > 0.9
+    assert np.allclose(np.linalg.norm(with_pool.prototypes, axis=1), 1, atol=1e-5)
+
+
+def test_refining_leaves_out_names_that_do_not_help():
+    rng = np.random.default_rng(4)
+    truth, emb, y = _data(rng, per_class=20)
+    misleading = LabelPrior(np.roll(truth, 1, axis=0))  # every name is another class's
+    assert misleading.fit_scale(emb, y).scale == 0.0
+    refined = misleading.refined(emb, y, emb[:0])
+    sums = np.zeros_like(truth)
+    np.add.at(sums, y, emb)
+    assert np.allclose(refined.prototypes, _unit(sums), atol=1e-5)  # the labels alone
+    assert refined.scale > 0 and (refined.logits(emb).argmax(1) == y).mean() > 0.95

@@ -73,3 +73,21 @@ def test_stores_are_separate_files(tmp_path):
     one, two = LabelStore(tmp_path / "1" / "l.db"), LabelStore(tmp_path / "2" / "l.db")
     one.upsert([Label(1, 1, "x", "A")])
     assert two.count() == 0
+
+
+def test_the_pool_remembers_tasks_without_labels_and_forgets_deleted_ones(tmp_path, monkeypatch):
+    import baal_backend.labels as labels
+
+    store = LabelStore(tmp_path / "l.sqlite3")
+    store.remember_tasks([(1, "one"), (2, "two"), (3, "three")])
+    store.remember_tasks([(2, "two, edited")])
+    store.upsert([Label(10, 3, "three", "a")])
+    assert store.unlabeled() == [(1, "one"), (2, "two, edited")]
+    store.delete_tasks([1])
+    assert store.unlabeled() == [(2, "two, edited")]
+    monkeypatch.setattr(labels, "MAX_POOL", 2)
+    store.remember_tasks([(7, "seven")])
+    store.remember_tasks([(8, "eight")])
+    assert [t for t, _ in store.unlabeled()] == [7, 8]  # the newest MAX_POOL remembered
+    store.close()
+    assert LabelStore(tmp_path / "l.sqlite3").unlabeled() == [(7, "seven"), (8, "eight")]
