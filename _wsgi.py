@@ -24,7 +24,7 @@ from flask import Flask, Response, g, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from werkzeug.exceptions import HTTPException
 
-from baal_backend import logs, serving
+from baal_backend import insight, logs, report, serving
 from baal_backend.engine import StateError
 from baal_backend.schema import SchemaError
 from baal_backend.settings import Settings, SettingsError
@@ -192,7 +192,17 @@ def create_app(settings: Optional[Settings] = None) -> Flask:
             "last_run": project.last_run,
             # the newest push to Label Studio (with credentials): {"status", "predictions"|"error", "seconds", "at"}
             "push": project.read_json(PUSH_STATE).get("last_push") if settings.label_studio_enabled else None,
+            # stabilizing predictions on a stop set: {"stop": bool, "reason", "checks"}
+            "stopping": insight.stop_signal(project, settings.min_labels),
         })
+
+    @app.route("/report/<project>", methods=["GET"])
+    def project_report(project: str):
+        """The project's report page (self-contained HTML; `baal_backend.report`)."""
+        pid = project_id(project)
+        if not engine.project(pid).exists:
+            return jsonify({"error": f"project {pid} has no state on this backend: connect it in Label Studio first"}), 404
+        return Response(report.render(report.collect(engine, pid)), mimetype="text/html")
 
     return app
 

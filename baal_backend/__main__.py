@@ -1,4 +1,4 @@
-"""Command line: `python -m baal_backend serve|worker|simulate ...`."""
+"""Command line: `python -m baal_backend serve|worker|simulate|export ...`."""
 from __future__ import annotations
 
 import argparse
@@ -92,6 +92,54 @@ def _worker(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    """The report's lists from the command line: texts to label next (margin <= threshold) or
+    the suspicious labels, as CSV or JSON (by the file's suffix), from the newest version's files."""
+    import csv
+    import json
+
+    from . import insight
+    from .project import Project
+    from .settings import Settings, SettingsError
+    from .studio import RequestError, project_id
+
+    try:
+        settings = Settings.from_env()
+        pid = project_id(args.project)
+    except (SettingsError, RequestError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    if out.suffix.lower() not in (".csv", ".json"):
+        print(f"error: --out must end in .csv or .json, not {out.name!r}", file=sys.stderr)
+        return 2
+    if not 0 <= args.threshold <= 1:
+        print(f"error: --threshold is a margin between 0 and 1, not {args.threshold:g}", file=sys.stderr)
+        return 2
+    project = Project(pid, settings.model_dir / "projects" / pid, settings.keep_versions)
+    latest = insight.current(project) if project.exists else None
+    if latest is None:
+        print(f"error: project {pid} has no version with report data in {settings.model_dir} (MODEL_DIR)", file=sys.stderr)
+        return 1
+    if args.suspicious and latest.get("suspicious") is None:
+        print(f"error: {latest['version']} has no suspicious labels: {latest.get('suspicious_reason')}", file=sys.stderr)
+        return 1
+    rows = latest["suspicious"] if args.suspicious else insight.to_label(latest, args.threshold)
+    if out.suffix.lower() == ".json":
+        out.write_text(json.dumps(rows, indent=1, ensure_ascii=False), encoding="utf-8")
+    else:
+        columns = list(rows[0]) if rows else (["annotation", "task", "text", "label", "p_label", "model_says", "p_model",
+                                               "suspicion"] if args.suspicious else
+                                              ["task", "text", "top", "p_top", "second", "p_second", "margin", "score"])
+        with open(out, "w", newline="", encoding="utf-8") as fh:
+            writer = csv.DictWriter(fh, fieldnames=columns)
+            writer.writeheader()
+            writer.writerows(rows)
+    what = "suspicious labels" if args.suspicious else f"texts with margin <= {args.threshold:g}"
+    print(f"{len(rows)} {what} of project {pid} ({latest['version']}) written to {out}", file=sys.stderr)
+    return 0
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m baal_backend")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -129,6 +177,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     sim.add_argument("--out", default="simulation", help="output directory")
     sim.add_argument("--quiet", action="store_true", help="no progress bar")
 
+    exp = sub.add_parser("export", help="the report's lists as CSV/JSON: texts to label next, or --suspicious labels")
+    exp.add_argument("--project", required=True, help="the Label Studio project id")
+    exp.add_argument("--threshold", type=float, default=0.3, help="texts whose margin is at most this (default 0.3)")
+    exp.add_argument("--out", required=True, help="a .csv or .json file")
+    exp.add_argument("--suspicious", action="store_true", help="the suspicious labels instead of the texts to label")
+
     args, rest = parser.parse_known_args(argv)
     logging.basicConfig(level=logging.WARNING)
     if args.command == "serve":
@@ -137,7 +191,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         return _worker(args)
     if rest:
         parser.error(f"unrecognised arguments: {' '.join(rest)}")
-    return _simulate(args)
+    return _export(args) if args.command == "export" else _simulate(args)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from . import acquisition, cold_start, trainer_process
+from . import acquisition, cold_start, insight, trainer_process
 from .encoder import Encoder
 from .events import Events
 from .hf import is_finetuned_for, load_classifier, load_tokenizer, match_labels
@@ -418,6 +418,7 @@ class Engine:
                 log.exception("project %s: training run failed", project_id)
                 record.update(status="failed", error=public_error(exc))
             seconds = time.perf_counter() - started
+            record["seconds"] = round(seconds, 2)
             log.info("project %s: training run ended: %s in %.2fs", project_id, record.get("status"), seconds)
             try:
                 record = project.record_run(record)
@@ -445,19 +446,21 @@ class Engine:
         started = time.perf_counter()
         y = np.array([schema.labels.index(lb.label) for lb in labels], dtype=np.int64)
         texts, groups = [lb.text for lb in labels], [lb.task_id for lb in labels]
+        pool = project.store.unlabeled()
+        oof = None
         if self.settings.train_mode == "head":
             emb = self.encoder.embed(texts)  # cached per text: this process holds the encoder
             prior = self.label_prior(schema)
-            pool = self.encoder.embed([text for _, text in project.store.unlabeled()]) if prior is not None else None
-            state, prototypes, metrics = trainer_process.run(
-                fit_head, emb, y, groups, len(schema.labels), self.train_config,
-                prior.prototypes if prior is not None else None, pool)
+            pool_emb = self.encoder.embed([text for _, text in pool]) if prior is not None else None
+            fitted = trainer_process.run(fit_head, emb, y, groups, len(schema.labels), self.train_config,
+                                         prior.prototypes if prior is not None else None, pool_emb)
+            metrics, oof = fitted.metrics, fitted.out_of_fold
             fit = metrics.pop("fit")
             log.info("project %s: head fitted on %d labels: %d epochs, %d steps, final loss %.4f, %.2f s "
                      "(quality: %s)", project.id, fit["labels"], fit["epochs"], fit["steps"], fit["loss"],
                      fit["seconds"], metrics.get("eval"))
-            refined = LabelPrior(prototypes, metrics["prior_scale"]) if prototypes is not None else None
-            clf: Classifier = HeadClassifier.from_state(self.encoder, state, schema.labels, refined)
+            refined = LabelPrior(fitted.prototypes, metrics["prior_scale"]) if fitted.prototypes is not None else None
+            clf: Classifier = HeadClassifier.from_state(self.encoder, fitted.state, schema.labels, refined)
         else:
             clf, metrics = fit_finetune_with_quality(
                 self.settings.baseline_model_name, schema.labels, texts, y, groups, self.train_config
@@ -484,6 +487,22 @@ class Engine:
             project.loaded = (name, clf)
         record.update(status="published", version=name, n_labels=len(labels))
         log.info("project %s: published %s (%d labels, %s)", project.id, name, len(labels), metrics)
+        self._record_insight(project, name, clf, labels, schema, oof, meta, pool)
+
+    def _record_insight(self, project: Project, name: str, clf: Classifier, labels: Sequence[Label], schema: Schema,
+                        oof: Optional[np.ndarray], meta: Dict, pool: Sequence[Tuple[int, str]]) -> None:
+        """The version's report files (`insight`); a failure costs the report, never the version."""
+        started = time.perf_counter()
+        try:
+            rows = insight.score_pool(clf, pool, self.settings.num_draws, self.settings.heuristic,
+                                      self.settings.score_mode, np.random.default_rng(self.settings.seed))
+            suspects = insight.suspicious(labels, schema.labels, oof) if oof is not None else None
+            insight.record(project, name, len(labels), meta["metrics"], rows, suspects, meta["created_at"])
+        except Exception as exc:  # noqa: BLE001
+            log.warning("project %s: %s has no report data: %s", project.id, name, public_error(exc), exc_info=True)
+            return
+        log.info("project %s: %s scored %d unlabeled tasks for the report in %.2f s", project.id, name, len(rows),
+                 time.perf_counter() - started)
 
     @staticmethod
     def _training_labels(project: Project, schema: Schema) -> List[Label]:

@@ -14,6 +14,7 @@ from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
+from sklearn.model_selection import GroupKFold
 
 from . import quality
 from .logs import public_error
@@ -93,18 +94,31 @@ def _rows(pool: Optional[np.ndarray], like: np.ndarray) -> np.ndarray:
     return np.empty((0, like.shape[1]), dtype=np.float32) if pool is None else pool
 
 
+OOF_FOLDS = 5
+
+
+@dataclass
+class HeadFit:
+    """What `fit_head` returns (NumPy only: it crosses from the training process)."""
+
+    state: Dict[str, np.ndarray]  # the head's weights
+    prototypes: Optional[np.ndarray]  # the refined prior's, or None without a prior
+    metrics: Dict[str, object]
+    out_of_fold: Optional[np.ndarray]  # [labels, classes]: each label's probabilities from a head that never saw its task
+
+
 def fit_head(
     emb: np.ndarray, y: np.ndarray, groups: Sequence[int], n_classes: int, cfg: TrainConfig,
     prototypes: Optional[np.ndarray] = None, pool: Optional[np.ndarray] = None,
-) -> Tuple[Dict[str, np.ndarray], Optional[np.ndarray], Dict[str, object]]:
-    """A version's head, its prior and its quality: probes on held-out tasks, then the head on
-    all labels. With the label-name `prototypes`, each fit first refines the prior with its own
-    labels and the unlabeled `pool` embeddings (a probe's held-out texts join its pool: unlabeled
-    to it), then the head learns on top of the prior.
+) -> HeadFit:
+    """A version's head, its prior, its quality and its out-of-fold probabilities: probes on
+    held-out tasks, `OOF_FOLDS` heads each without a fold of tasks (for the suspicious labels),
+    then the head on all labels. With the label-name `prototypes`, each fit first refines the
+    prior with its own labels and the unlabeled `pool` embeddings (a probe's held-out texts join
+    its pool: unlabeled to it), then the head learns on top of the prior.
 
-    NumPy in, NumPy out (the head's weights, the refined prototypes; the prior's scale in the
-    metrics), so the server runs it in its training process (`trainer_process`), away from the
-    request threads.
+    NumPy in, NumPy out, so the server runs it in its training process (`trainer_process`),
+    away from the request threads.
     """
     prior = LabelPrior(prototypes) if prototypes is not None else None
     pool = _rows(pool, emb)
@@ -113,16 +127,21 @@ def fit_head(
         p = prior.refined(emb[rows], y[rows], unlabeled) if prior is not None else None
         return train_mc_head(emb[rows], y[rows], n_classes, cfg, p), p
 
-    def predict_fold(train: np.ndarray, test: np.ndarray) -> np.ndarray:
+    def fold_proba(train: np.ndarray, test: np.ndarray) -> np.ndarray:
         probe, p = fitted(train, np.concatenate([pool, emb[test]]))
-        return mc_proba(probe, emb[test], cfg.num_draws, p).mean(-1).argmax(1)
+        return mc_proba(probe, emb[test], cfg.num_draws, p).mean(-1)
 
-    metrics = measure(y, groups, cfg, predict_fold)
+    metrics = measure(y, groups, cfg, lambda train, test: fold_proba(train, test).argmax(1))
+    oof = None
+    if len(np.unique(groups)) >= OOF_FOLDS:
+        oof = np.zeros((len(y), n_classes), dtype=np.float32)
+        for train, test in GroupKFold(OOF_FOLDS).split(emb, y, groups):
+            oof[test] = fold_proba(train, test)
     head, final = fitted(np.arange(len(y)), pool)
     # name_scale: how much the names alone explain the labels (0: cryptic names, left out)
     extra = {"prior_scale": final.scale, "name_scale": prior.fit_scale(emb, y).scale} if final is not None else {}
     state = {k: v.numpy() for k, v in head.state_dict().items()}
-    return state, (final.prototypes if final is not None else None), {**metrics, **extra, "fit": head.fit_stats_}
+    return HeadFit(state, final.prototypes if final is not None else None, {**metrics, **extra, "fit": head.fit_stats_}, oof)
 
 
 def measure(y: np.ndarray, groups: Sequence[int], cfg: TrainConfig, predict_fold, max_folds: int = quality.MAX_FOLDS

@@ -59,3 +59,35 @@ def sentiment_events(project: int, n: int, start_id: int = 1) -> List[Dict]:
         text = f"{pool[(i // 2) % len(pool)]} #{i}"
         events.append(annotation_event(project, SENTIMENT, start_id + i, text, choice, start_id + i))
     return events
+
+
+def intent_project(client, project: int, n_labels: int = 100, pool: int = 300, steps: int = 5, flip: int = 0,
+                   classes: int = 10):
+    """A project of `classes` CLINC150 intents (the shipped copy) with `pool` unlabeled tasks
+    asked for predictions and `n_labels` labels sent in `steps` rounds (one version per round).
+    The first `flip` labels carry the wrong class. Returns (config, {task id: true class},
+    {annotation id: class sent})."""
+    from baal_backend.data import load_clinc
+
+    data = load_clinc(split="train")
+    names = sorted(set(data.labels))[:classes]
+    by_class = [[(t, y) for t, y in zip(data.texts, data.labels) if y == name] for name in names]
+    rows = [group[k] for k in range(max(map(len, by_class))) for group in by_class if k < len(group)]  # round robin
+    rows = rows[: n_labels + pool]
+    config = label_config(names)
+    truth = {1 + i: y for i, (_, y) in enumerate(rows)}
+    unlabeled = [task(1 + n_labels + i, t, project) for i, (t, _) in enumerate(rows[n_labels:])]
+    body = {"project": f"{project}.1", "label_config": config, "tasks": unlabeled}
+    assert client.post("/predict", json=body).status_code == 200
+    sent = {}
+    per_step = -(-n_labels // steps)
+    for start in range(0, n_labels, per_step):
+        for i in range(start, min(start + per_step, n_labels)):
+            text, y = rows[i]
+            if i < flip:
+                y = names[(names.index(y) + 1) % len(names)]
+            sent[1000 + i] = y
+            event = annotation_event(project, config, 1 + i, text, y, 1000 + i, from_name="intent")
+            assert client.post("/webhook", json=event).status_code == 200
+        assert client.engine.jobs.wait_idle(str(project), 300)
+    return config, truth, sent

@@ -1,0 +1,199 @@
+"""`GET /report/<project>`: one self-contained HTML page a team reads to see the learning.
+
+Everything comes from files the training runs wrote (`insight`): the page never scores a text.
+Plotly's JS is inlined (no CDN: the page works offline and behind a firewall); the project's data
+travels in one JSON script element; texts are written into the page as text nodes, never as HTML.
+"""
+from __future__ import annotations
+
+import json
+import time
+from functools import lru_cache
+from typing import Dict
+
+from . import insight
+from .engine import Engine
+
+DEFAULT_THRESHOLD = 0.3  # margin <= 0.3: the source notebook's "uncertain" texts
+
+
+def collect(engine: Engine, project_id: str) -> Dict:
+    """The page's data: labels over time and per class, the versions' quality with the stopping
+    signal, the newest version's pool sample and suspicious labels, and the training status."""
+    project = engine.project(project_id)
+    schema = engine.schema(project_id)
+    stored = sorted(project.store.all(), key=lambda lb: lb.updated_at) if project.label_count() else []
+    per_class = {name: 0 for name in schema.labels}
+    for lb in stored:
+        per_class[lb.label] = per_class.get(lb.label, 0) + 1
+    history = [{k: v for k, v in h.items() if k not in ("stop_ids", "stop_pred")} for h in insight.history(project)]
+    latest = insight.current(project) or {}
+    return {
+        "project": project_id,
+        "classes": list(schema.labels),
+        "generated_at": time.time(),
+        "labels_over_time": [[lb.updated_at, k + 1] for k, lb in enumerate(stored)],
+        "labels_per_class": per_class,
+        "versions": history,
+        "current": engine.current_version(project_id),
+        "stopping": insight.stop_signal(project, engine.settings.min_labels),
+        "pool_version": latest.get("version"),
+        "pool": latest.get("pool") or [],
+        "suspicious": latest.get("suspicious") or [],
+        "suspicious_reason": latest.get("suspicious_reason"),
+        "training": {"running": engine.jobs.is_training(project_id), "last_run": project.last_run},
+        "threshold": DEFAULT_THRESHOLD,
+    }
+
+
+@lru_cache(maxsize=1)
+def _plotly_js() -> str:
+    from plotly.offline import get_plotlyjs
+
+    return get_plotlyjs()
+
+
+def render(data: Dict) -> str:
+    """The HTML page of `collect`'s data."""
+    payload = json.dumps(data).replace("<", "\\u003c")  # nothing in the data can close the script element
+    return (_PAGE.replace("{{PLOTLY}}", _plotly_js()).replace("{{DATA}}", payload)
+            .replace("{{TITLE}}", f"Active learning report, project {int(data['project'])}"))
+
+
+_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{{TITLE}}</title><link rel="icon" href="data:,">
+<style>
+body{font-family:system-ui,sans-serif;margin:1.5rem;color:#222;max-width:1200px}
+h1{font-size:1.4rem}h2{font-size:1.1rem;margin-top:2rem}
+.grid{display:grid;grid-template-columns:1fr 1fr;gap:1rem}.plot{height:330px;border:1px solid #eee}
+.box{padding:.6rem .9rem;border-radius:6px;background:#f4f6f8;margin:.4rem 0}
+.stop{background:#e3f6e8;border-left:4px solid #2a9d4b}.go{border-left:4px solid #999}.fail{background:#fdecea}
+table{border-collapse:collapse;width:100%;font-size:.85rem}td,th{border-bottom:1px solid #eee;padding:.25rem .4rem;text-align:left;vertical-align:top}
+th{background:#fafafa}.num{text-align:right;font-variant-numeric:tabular-nums}.muted{color:#777}
+</style>
+<script>{{PLOTLY}}</script>
+</head><body>
+<h1>{{TITLE}}</h1>
+<div id="status" class="box"></div>
+<div id="stopping" class="box"></div>
+<div class="grid">
+ <div><h2>Labels over time</h2><div id="labels-time" class="plot"></div></div>
+ <div><h2>Labels per class</h2><div id="labels-class" class="plot"></div></div>
+ <div><h2>Learning curve (held-out quality per version)</h2><div id="curve" class="plot"></div></div>
+ <div><h2>Uncertainty over the unlabeled pool</h2><div id="uncertainty" class="plot"></div></div>
+</div>
+<h2>Class probabilities of the unlabeled pool <span class="muted" id="scatter-note"></span></h2>
+<div id="scatter" class="plot" style="height:420px"></div>
+<h2>Label these next</h2>
+<p><label>margin &le; <input id="threshold" type="number" min="0" max="1" step="0.05"></label>
+ <span id="next-count"></span>
+ <button id="csv">Export CSV</button> <button id="json">Export JSON</button></p>
+<table id="next"><thead><tr><th>task</th><th>text</th><th>most probable</th><th>runner-up</th><th class="num">margin</th><th class="num">score</th></tr></thead><tbody></tbody></table>
+<h2>Suspicious labels</h2>
+<p class="muted">Labels that heads trained without them disagree with most (out-of-fold probabilities): check these first.</p>
+<div id="suspicious-note" class="muted"></div>
+<table id="suspicious"><thead><tr><th>task</th><th>text</th><th>label</th><th class="num">p(label)</th><th>model says</th><th class="num">p</th></tr></thead><tbody></tbody></table>
+<script type="application/json" id="data">{{DATA}}</script>
+<script>
+"use strict";
+const D = JSON.parse(document.getElementById("data").textContent);
+const CFG = {displaylogo: false, responsive: true};
+const $ = (id) => document.getElementById(id);
+function text(el, s) { el.textContent = s; return el; }
+function row(tbody, cells) {
+  const tr = document.createElement("tr");
+  for (const [value, cls] of cells) { const td = text(document.createElement("td"), value); if (cls) td.className = cls; tr.appendChild(td); }
+  tbody.appendChild(tr);
+}
+function when(t) { return t ? new Date(t * 1000).toISOString().replace("T", " ").slice(0, 19) + " UTC" : ""; }
+
+// training status and the stopping signal
+const run = D.training.last_run || {};
+text($("status"), (D.training.running ? "Training: running or queued. " : "Training: idle. ") +
+  (run.status ? `Last run: ${run.status}` + (run.version ? ` (${run.version})` : "") +
+   (run.seconds !== undefined ? `, ${run.seconds} s` : "") + (run.at ? `, at ${run.at}` : "") +
+   (run.error ? `. Error: ${run.error}` : "") + (run.reason ? `. ${run.reason}` : "") : "No training run yet.") +
+  ` Serving ${D.current}.`);
+if (run.status === "failed") $("status").classList.add("fail");
+text($("stopping"), (D.stopping.stop ? "Stop signal: " : "Stop signal: not yet. ") + D.stopping.reason);
+$("stopping").classList.add(D.stopping.stop ? "stop" : "go");
+
+// labels
+Plotly.newPlot("labels-time", [{x: D.labels_over_time.map(p => new Date(p[0] * 1000)), y: D.labels_over_time.map(p => p[1]),
+  mode: "lines", line: {shape: "hv"}, name: "labels"}], {margin: {t: 10}, yaxis: {title: "labels"}}, CFG);
+const classes = Object.keys(D.labels_per_class);
+Plotly.newPlot("labels-class", [{type: "bar", x: classes, y: classes.map(c => D.labels_per_class[c])}],
+  {margin: {t: 10, b: 90}, yaxis: {title: "labels"}}, CFG);
+
+// learning curve with the stopping signal marked
+const measured = D.versions.filter(v => v.accuracy !== null && v.accuracy !== undefined);
+const curve = [
+  {x: measured.map(v => v.n_labels), y: measured.map(v => v.accuracy), text: measured.map(v => v.version), mode: "lines+markers", name: "accuracy"},
+  {x: measured.map(v => v.n_labels), y: measured.map(v => v.macro_f1), text: measured.map(v => v.version), mode: "lines+markers", name: "macro-F1"},
+];
+const shapes = [], notes = [];
+if (D.stopping.stop && D.stopping.checks.length) {
+  const at = D.stopping.checks[0].labels[1];
+  shapes.push({type: "line", x0: at, x1: at, y0: 0, y1: 1, yref: "paper", line: {color: "#2a9d4b", dash: "dash"}});
+  notes.push({x: at, y: 1, yref: "paper", text: "you could stop", showarrow: false, xanchor: "right"});
+}
+Plotly.newPlot("curve", curve, {margin: {t: 10}, xaxis: {title: "labels"}, yaxis: {title: "held-out", range: [0, 1.02]},
+  shapes: shapes, annotations: notes}, CFG);
+
+// uncertainty histogram (1 - margin between the two most probable classes)
+Plotly.newPlot("uncertainty", [{type: "histogram", x: D.pool.map(r => 1 - r.margin), nbinsx: 20}],
+  {margin: {t: 10}, xaxis: {title: "uncertainty (1 - margin)", range: [0, 1]}, yaxis: {title: "unlabeled texts"}}, CFG);
+
+// class probabilities: both classes for a binary project, the top two otherwise; the band margin <= t shaded
+const binary = D.classes.length === 2;
+function prob(r, c) { return r.top[0] === c ? r.top[1] : (r.second[0] === c ? r.second[1] : 0); }
+const sx = binary ? D.pool.map(r => prob(r, D.classes[0])) : D.pool.map(r => r.top[1]);
+const sy = binary ? D.pool.map(r => prob(r, D.classes[1])) : D.pool.map(r => r.second[1]);
+text($("scatter-note"), binary ? `(p(${D.classes[0]}) against p(${D.classes[1]}))` : "(most probable class against the runner-up)");
+function band(t) {
+  if (binary) return [{type: "rect", x0: (1 - t) / 2, x1: (1 + t) / 2, y0: 0, y1: 1, fillcolor: "orange", opacity: 0.2, line: {width: 0}}];
+  return [{type: "path", path: `M ${t},0 L 1,${1 - t} L 1,1 L 0,0 Z`, fillcolor: "orange", opacity: 0.15, line: {width: 0}}];
+}
+Plotly.newPlot("scatter", [{x: sx, y: sy, mode: "markers", type: "scattergl", marker: {size: 5, opacity: 0.6},
+  text: D.pool.map(r => `task ${r.task}: ${r.text.slice(0, 80)}`), hoverinfo: "text"}],
+  {margin: {t: 10}, xaxis: {title: binary ? "p(" + D.classes[0] + ")" : "p(most probable)", range: [0, 1]},
+   yaxis: {title: binary ? "p(" + D.classes[1] + ")" : "p(runner-up)", range: [0, 1]}, shapes: band(D.threshold)}, CFG);
+
+// the to-label table, its threshold and its exports
+let selected = [];
+function update() {
+  const t = parseFloat($("threshold").value);
+  selected = D.pool.filter(r => r.margin <= t).sort((a, b) => a.margin - b.margin);
+  const body = $("next").tBodies[0];
+  body.replaceChildren();
+  for (const r of selected.slice(0, 500))
+    row(body, [[String(r.task)], [r.text], [`${r.top[0]} (${r.top[1].toFixed(2)})`], [`${r.second[0]} (${r.second[1].toFixed(2)})`],
+               [r.margin.toFixed(3), "num"], [r.score.toFixed(3), "num"]]);
+  text($("next-count"), `${selected.length} of ${D.pool.length} sampled unlabeled texts` + (selected.length > 500 ? " (first 500 shown)" : "") +
+       (D.pool_version ? ` (scored by ${D.pool_version})` : " (no version has scored the pool yet)"));
+  Plotly.relayout("scatter", {shapes: band(t)});
+}
+$("threshold").value = D.threshold;
+$("threshold").addEventListener("input", update);
+function download(name, type, content) {
+  const a = document.createElement("a");
+  a.href = URL.createObjectURL(new Blob([content], {type: type}));
+  a.download = name; document.body.appendChild(a); a.click(); a.remove();
+}
+const flat = (r) => ({task: r.task, text: r.text, top: r.top[0], p_top: r.top[1], second: r.second[0], p_second: r.second[1], margin: r.margin, score: r.score});
+const quote = (v) => /[",\\n]/.test(String(v)) ? '"' + String(v).replace(/"/g, '""') + '"' : String(v);
+$("csv").addEventListener("click", () => {
+  const rows = selected.map(flat), head = ["task", "text", "top", "p_top", "second", "p_second", "margin", "score"];
+  download(`project-${D.project}-to-label.csv`, "text/csv", [head.join(","), ...rows.map(r => head.map(k => quote(r[k])).join(","))].join("\\n") + "\\n");
+});
+$("json").addEventListener("click", () => download(`project-${D.project}-to-label.json`, "application/json", JSON.stringify(selected.map(flat), null, 1)));
+update();
+
+// suspicious labels
+const sbody = $("suspicious").tBodies[0];
+for (const s of D.suspicious)
+  row(sbody, [[String(s.task)], [s.text], [s.label], [s.p_label.toFixed(3), "num"], [s.model_says], [s.p_model.toFixed(3), "num"]]);
+text($("suspicious-note"), D.suspicious.length ? `${D.suspicious.length} labels` : (D.suspicious_reason || "no label looks wrong to the model"));
+</script>
+</body></html>
+"""

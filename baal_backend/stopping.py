@@ -1,0 +1,79 @@
+"""When can the team stop labeling? Stabilizing predictions on a fixed stop set.
+
+Bloodgood & Vijay-Shanker (2009): keep a set of unlabeled texts aside (the stop set) and compare
+each model's predictions on it with the predictions of the model some labels earlier. Once
+Cohen's kappa between them stays at or above `KAPPA` for `CHECKS` windows in a row, more labels
+no longer change what the model says: labeling has stopped paying off. The server checks
+versions (one per retrain), the simulation checks rounds; both call `signal`.
+
+A window is `max(min_labels, 10% of the labels)`: a version trained on one more label always
+agrees with its predecessor, so agreement is only evidence across a real step of labels.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+from sklearn.metrics import cohen_kappa_score
+
+KAPPA = 0.99
+CHECKS = 2
+STOP_SET = 1000  # texts
+MIN_COMMON = 50  # stop-set texts two versions must share for their kappa to count
+WINDOW_FRACTION = 0.1
+
+
+def hash_order(task_ids: Sequence[int]) -> List[int]:
+    """Task ids in a fixed pseudo-random order (by a hash of the id): the first `STOP_SET` are
+    the stop set, the same tasks for every version as long as they stay unlabeled."""
+    return sorted(task_ids, key=lambda t: hashlib.blake2b(str(int(t)).encode(), digest_size=8).digest())
+
+
+def kappa(a: Sequence[int], b: Sequence[int]) -> float:
+    """Cohen's kappa of two prediction lists; 1.0 when they are identical (also if constant)."""
+    a, b = np.asarray(a), np.asarray(b)
+    if np.array_equal(a, b):
+        return 1.0
+    value = cohen_kappa_score(a, b)
+    return 0.0 if math.isnan(value) else float(value)
+
+
+def window(n_labels: int, min_labels: int) -> int:
+    return max(min_labels, math.ceil(WINDOW_FRACTION * n_labels))
+
+
+def signal(history: Sequence[Dict], min_labels: int) -> Dict[str, object]:
+    """Whether the team could stop, and why, from versions (oldest first) that each hold
+    `n_labels`, `stop_ids` and `stop_pred` (parallel lists) and `version`."""
+    checks: List[Dict[str, object]] = []
+    entries = [h for h in history if h.get("stop_ids")]
+    current: Optional[Dict] = entries[-1] if entries else None
+    while current is not None and len(checks) < CHECKS:
+        step = window(current["n_labels"], min_labels)
+        earlier = [h for h in entries if h["n_labels"] <= current["n_labels"] - step]
+        if not earlier:
+            break
+        ref = earlier[-1]
+        mine = dict(zip(current["stop_ids"], current["stop_pred"]))
+        common = [t for t in ref["stop_ids"] if t in mine]
+        if len(common) < MIN_COMMON:
+            break
+        theirs = dict(zip(ref["stop_ids"], ref["stop_pred"]))
+        checks.append({"version": current.get("version"), "against": ref.get("version"),
+                       "labels": [ref["n_labels"], current["n_labels"]], "texts": len(common),
+                       "kappa": round(kappa([mine[t] for t in common], [theirs[t] for t in common]), 4)})
+        current = ref
+    stop = len(checks) == CHECKS and all(c["kappa"] >= KAPPA for c in checks)
+    if len(checks) < CHECKS:
+        reason = (f"not enough history yet: the check needs {CHECKS} windows of labels (each 10% of the labels, at "
+                  f"least {min_labels}) with predictions on a shared stop set of at least {MIN_COMMON} unlabeled texts")
+    elif stop:
+        reason = (f"you could stop now: over the last {CHECKS} windows of labels ({checks[-1]['labels'][0]} -> "
+                  f"{checks[0]['labels'][1]}) the predictions on {checks[0]['texts']} unlabeled texts changed "
+                  f"less than kappa {KAPPA} allows (kappa {', '.join(str(c['kappa']) for c in reversed(checks))})")
+    else:
+        reason = (f"keep labeling: the predictions on the stop set still change (kappa "
+                  f"{', '.join(str(c['kappa']) for c in reversed(checks))}; stop at {KAPPA} for {CHECKS} windows in a row)")
+    return {"stop": stop, "reason": reason, "checks": checks, "kappa_threshold": KAPPA}

@@ -1,0 +1,85 @@
+"""The report page in a real headless Chromium, served by a real server process over HTTP with
+basic auth, for a 10-intent project with 100 labels (5 of them wrong) and 300 unlabeled tasks.
+Screenshots go to test-output/browser/ in the repository (gitignored)."""
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.helpers import intent_project
+from tests.processes import ServerProcess, free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+OUT = ROOT / "test-output" / "browser"
+USER, PASSWORD = "team", "s3cret-pass"
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """(base URL, project data): the project built through the app, then served by `_wsgi.py`."""
+    from _wsgi import create_app
+    from baal_backend.settings import Settings
+
+    models = tmp_path_factory.mktemp("report") / "models"
+    app = create_app(Settings.from_env({"MODEL_DIR": str(models), "MIN_LABELS": "10"}))
+    client = app.test_client()
+    client.engine = app.config["ENGINE"]
+    built = intent_project(client, 7, flip=5)
+    client.engine.shutdown(30)
+    port = free_port()
+    env = {**os.environ, "MODEL_DIR": str(models), "BASIC_AUTH_USER": USER, "BASIC_AUTH_PASS": PASSWORD,
+           "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    server = ServerProcess([sys.executable, "_wsgi.py", "--host", "127.0.0.1", "--port", str(port)], ROOT, env,
+                           models.parent / "server.log", f"http://127.0.0.1:{port}/health", timeout=120)
+    yield f"http://127.0.0.1:{port}", built
+    server.stop()
+
+
+def test_the_report_page_renders_every_plot_and_the_threshold_filters_the_table(served, browser):
+    url, (config, truth, sent) = served
+    assert requests.get(f"{url}/report/7", timeout=30).status_code == 401  # behind the API's auth
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True,
+                                  http_credentials={"username": USER, "password": PASSWORD})
+    page = context.new_page()
+    errors = []
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    external = []
+    page.on("request", lambda req: external.append(req.url) if not req.url.startswith(url) else None)
+    assert page.goto(f"{url}/report/7").status == 200
+    page.wait_for_function("document.querySelectorAll('.js-plotly-plot').length === 5")
+    assert errors == [] and [u for u in external if not u.startswith(("data:", "blob:"))] == []
+    # every plot has data
+    points = page.evaluate("""() => Object.fromEntries([...document.querySelectorAll('.js-plotly-plot')].map(
+        el => [el.id, el.data.reduce((n, trace) => n + (trace.x ? trace.x.length : 0), 0)]))""")
+    assert points["labels-time"] == 100 and points["labels-class"] == 10
+    assert points["curve"] >= 2 * 2  # accuracy and macro-F1 of at least two versions
+    assert points["uncertainty"] == 300 and points["scatter"] == 300
+    # the threshold control changes the table and the shaded band
+    def shown():
+        return page.eval_on_selector_all("#next tbody tr", "rows => rows.length")
+    at_default = shown()
+    page.fill("#threshold", "1")
+    assert shown() == 300
+    page.fill("#threshold", "0.05")
+    assert shown() < at_default <= 300
+    band = page.evaluate("document.getElementById('scatter').layout.shapes[0].path")
+    assert band.startswith("M 0.05,0")
+    page.fill("#threshold", "0.3")
+    assert shown() == at_default
+    # the CSV export holds the table's rows
+    with page.expect_download() as download:
+        page.click("#csv")
+    csv_lines = Path(download.value.path()).read_text().strip().splitlines()
+    assert csv_lines[0].startswith("task,text,top") and len(csv_lines) == at_default + 1
+    # the five wrong labels head the suspicious table
+    suspects = page.eval_on_selector_all("#suspicious tbody tr td:first-child", "cells => cells.map(c => +c.textContent)")
+    wrong = {aid - 1000 + 1 for aid, y in sent.items() if y != truth[aid - 1000 + 1]}
+    assert len(wrong) == 5 and len(wrong & set(suspects[:5])) >= 4 and wrong <= set(suspects[:10])
+    assert "Stop signal" in page.text_content("#stopping") and "Last run: published" in page.text_content("#status")
+    OUT.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(OUT / "report.png"), full_page=True)
+    print(f"screenshot: {OUT / 'report.png'}")
+    context.close()
