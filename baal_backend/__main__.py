@@ -33,6 +33,8 @@ def _simulate(args: argparse.Namespace) -> int:
             max_length=args.max_length,
             seed=args.seed,
             prior=args.prior == "on",
+            flip=args.flip,
+            clusters=args.clusters,
         )
     except (DataError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -173,6 +175,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     sim.add_argument("--classes", type=int, default=None, help="keep only the first N classes (sorted by name)")
     sim.add_argument("--cryptic-labels", action="store_true",
                      help="rename the classes to meaningless codes (what the prior does with names that say nothing)")
+    sim.add_argument("--flip", type=float, default=0.0,
+                     help="this fraction of the oracle's labels is wrong; reports the suspicious-label list's precision")
+    sim.add_argument("--clusters", action="store_true",
+                     help="also run each strategy through Label Studio's sampler with k-means clusters on the predictions")
     sim.add_argument("--seed", type=int, default=0)
     sim.add_argument("--out", default="simulation", help="output directory")
     sim.add_argument("--quiet", action="store_true", help="no progress bar")

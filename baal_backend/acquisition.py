@@ -91,3 +91,22 @@ def select(probs: np.ndarray, heuristic: str, k: int, rng: Optional[np.random.Ge
     u = informativeness(probs, heuristic, rng)
     k = min(k, len(u))
     return np.argsort(-u, kind="stable")[:k]
+
+
+def select_spread(probs: np.ndarray, heuristic: str, k: int, clusters: np.ndarray, solved: np.ndarray,
+                  rng: Optional[np.random.Generator] = None) -> np.ndarray:
+    """Label Studio's uncertainty sampler when predictions carry a `cluster`: each next task is
+    the most informative one among the clusters where the annotators solved the fewest tasks.
+    `clusters`: each candidate's cluster; `solved`: labeled tasks per cluster so far."""
+    u = informativeness(probs, heuristic, rng)
+    solved = solved.astype(np.int64).copy()
+    free = np.ones(len(u), dtype=bool)
+    picks = []
+    for _ in range(min(k, len(u))):
+        fewest = solved[clusters[free]].min()
+        candidates = np.flatnonzero(free & (solved[clusters] == fewest))
+        best = candidates[np.argmax(u[candidates])]
+        picks.append(best)
+        free[best] = False
+        solved[clusters[best]] += 1
+    return np.array(picks, dtype=np.int64)

@@ -16,6 +16,11 @@ def _clusters(emb: np.ndarray, k: int, seed: int):
     return km.labels_, dist
 
 
+def clusters(emb: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
+    """Each text's k-means cluster (k clusters)."""
+    return _clusters(emb, k, seed)[0]
+
+
 def _pick(labels: np.ndarray, dist: np.ndarray, k: int) -> np.ndarray:
     sizes = np.bincount(labels, minlength=k)
     picks = []

@@ -83,7 +83,7 @@ def record(project: Project, version: str, n_labels: int, metrics: Dict, pool_ro
     }
     insight = {"version": version, "pool": pool_rows, "suspicious": suspects,
                "suspicious_reason": None if suspects is not None else
-               f"out-of-fold probabilities need head mode and at least 5 labeled tasks"}
+               "out-of-fold probabilities need head mode and at least 4 labeled tasks"}
     path = project.registry.path(version) / INSIGHT
     path.write_text(json.dumps(insight))
     with open(project.root / HISTORY, "a", encoding="utf-8") as fh:

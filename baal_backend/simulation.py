@@ -17,12 +17,12 @@ from sklearn.metrics import accuracy_score, f1_score
 from sklearn.model_selection import train_test_split
 from tqdm.auto import tqdm
 
-from . import acquisition, cold_start
+from . import acquisition, cold_start, stopping
 from .data import TextDataset
 from .encoder import Encoder
 from .prior import LabelPrior
 from .settings import HEURISTICS
-from .training import TrainConfig, train_finetune, train_head_on_embeddings
+from .training import TrainConfig, fit_head, train_finetune, train_head_on_embeddings
 
 
 COLD_STARTS = ("kmeans", "random", "prior", "kmeans-margin")
@@ -43,6 +43,8 @@ class SimulationConfig:
     max_length: int = 128
     seed: int = 0
     prior: bool = True
+    flip: float = 0.0  # this fraction of the oracle's labels is wrong (the suspicious-label check)
+    clusters: bool = False  # also run each strategy through Label Studio's cluster-aware sampler
 
     def __post_init__(self) -> None:
         unknown = [s for s in self.strategies if s not in HEURISTICS]
@@ -56,6 +58,10 @@ class SimulationConfig:
             raise ValueError(f"cold start {self.cold_start!r} needs the label-name prior (--prior on, head mode)")
         if self.mc not in ("head", "full"):
             raise ValueError("mc must be 'head' (the server's path) or 'full' (dropout in the whole network)")
+        if not 0 <= self.flip < 1:
+            raise ValueError("flip is the fraction of wrong labels, in [0, 1)")
+        if self.flip and self.mode != "head":
+            raise ValueError("the suspicious-label check (flip) is implemented for head mode")
         if self.mc == "full" and self.mode != "head":
             raise ValueError("mc 'full' is implemented for head mode")
 
@@ -73,8 +79,13 @@ class _Learner:
         self.labels = list(labels)
         index = {label: i for i, label in enumerate(self.labels)}
         self.pool_texts, self.test_texts = pool.texts, test.texts
-        self.y_pool = np.array([index[y] for y in pool.labels])
+        self.y_true = np.array([index[y] for y in pool.labels])
         self.y_test = np.array([index[y] for y in test.labels])
+        # the oracle: wrong for a `flip` fraction of the pool (each flipped to another class)
+        rng = np.random.default_rng(cfg.seed + 99)
+        self.flipped = rng.random(len(self.y_true)) < cfg.flip
+        shift = rng.integers(1, len(self.labels), len(self.y_true)) if len(self.labels) > 1 else 0
+        self.y_pool = np.where(self.flipped, (self.y_true + shift) % len(self.labels), self.y_true)
         self.train_cfg = TrainConfig(mode=cfg.mode, max_length=cfg.max_length, num_draws=cfg.num_draws, seed=cfg.seed,
                                      prior=cfg.prior)
         if cfg.mode == "finetune":
@@ -84,6 +95,7 @@ class _Learner:
         self.pool_emb = self.encoder.embed(self.pool_texts)
         self.test_emb = self.encoder.embed(self.test_texts)
         self.prior = LabelPrior.of(self.encoder, self.labels) if cfg.prior and cfg.mode == "head" else None
+        self.stop_set = np.sort(stopping.hash_order(range(len(self.pool_texts)))[:stopping.STOP_SET])
 
     def zero_labels(self) -> Dict[str, Optional[float]]:
         """Test metrics before any label: the label-name prior's (None without it)."""
@@ -109,6 +121,27 @@ class _Learner:
             test_probs = clf.predict_proba(self.test_texts, self.cfg.num_draws)
             cand_probs = clf.predict_proba([self.pool_texts[i] for i in candidates], self.cfg.num_draws)
         return self._metrics(test_probs.mean(-1)), cand_probs
+
+    def suspicious_precision(self, labeled: np.ndarray, seed: int) -> Dict[str, Optional[float]]:
+        """The server's suspicious-label list (`fit_head`'s out-of-fold probabilities) for these
+        labels: precision at k of the flagged list against the labels the oracle got wrong."""
+        y = self.y_pool[labeled]
+        cfg = replace(self.train_cfg, seed=seed)
+        unlabeled = np.setdiff1d(np.arange(len(self.pool_emb)), labeled)
+        fit = fit_head(self.pool_emb[labeled], y, labeled, len(self.labels), cfg,
+                       self.prior.prototypes if self.prior is not None else None, self.pool_emb[unlabeled])
+        order = np.argsort(fit.out_of_fold[np.arange(len(y)), y], kind="stable")  # least probable label first
+        wrong = self.flipped[labeled][order]
+        out: Dict[str, Optional[float]] = {"wrong_labels": int(wrong.sum()), "labels": int(len(y))}
+        for k in (10, 50, int(wrong.sum())):
+            out[f"precision_at_{'wrong' if k == int(wrong.sum()) else k}"] = float(wrong[:k].mean()) if k else None
+        return out
+
+    def stop_predictions(self, unlabeled: np.ndarray, probs: np.ndarray) -> Dict[str, list]:
+        """The stop set's unlabeled texts and their predicted classes (for `stopping.signal`)."""
+        ids = np.intersect1d(self.stop_set, unlabeled)
+        rows = np.searchsorted(unlabeled, ids)
+        return {"stop_ids": ids.tolist(), "stop_pred": probs[rows].mean(-1).argmax(1).tolist()}
 
     def _metrics(self, test_probs: np.ndarray) -> Dict[str, float]:
         pred = test_probs.argmax(1)
@@ -181,9 +214,12 @@ def simulate(pool: TextDataset, test: TextDataset, cfg: SimulationConfig, progre
     labels = sorted(set(pool.labels) | set(test.labels))
     learner = _Learner(cfg, pool, test, labels)
     budgets = cfg.budgets
-    curves: Dict[str, List[List[Dict[str, float]]]] = {s: [] for s in cfg.strategies}
+    runs = list(cfg.strategies) + ([s + SPREAD for s in cfg.strategies if s != "random"] if cfg.clusters else [])
+    curves: Dict[str, List[List[Dict[str, float]]]] = {s: [] for s in runs}
+    stops: Dict[str, List[Optional[int]]] = {s: [] for s in runs}
+    suspects: Dict[str, List[Dict]] = {s: [] for s in runs}
     cold: Dict[str, List[float]] = {}
-    total = cfg.repeats * (len(cfg.strategies) * (len(budgets) - 1) + 2)
+    total = cfg.repeats * (len(runs) * (len(budgets) - 1) + 2)
     bar = tqdm(total=total, desc="simulate", disable=not progress, unit="round")
     everything = np.arange(len(pool))
     for rep in range(cfg.repeats):
@@ -199,21 +235,67 @@ def simulate(pool: TextDataset, test: TextDataset, cfg: SimulationConfig, progre
         first_metrics, first_probs = learner.fit_and_score(seed_set, first_unlabeled, seed)
         cold.setdefault(cfg.cold_start, []).append(first_metrics["accuracy"])
         bar.update(2)
-        for k, strategy in enumerate(cfg.strategies):
-            bar.set_postfix(repeat=rep + 1, strategy=strategy)
+        clusters = cold_start.clusters(learner.pool_emb, cluster_count(len(pool)), seed) if cfg.clusters else None
+        for k, name in enumerate(runs):
+            strategy, spread = name.split("+")[0], name.endswith(SPREAD)
+            bar.set_postfix(repeat=rep + 1, strategy=name)
             rng = np.random.default_rng([seed, k])
             labeled, unlabeled, probs = np.asarray(seed_set, dtype=np.int64), first_unlabeled, first_probs
-            curve = [first_metrics]
+            curve = [{**first_metrics, "labels": len(labeled)}]
+            history = [{"n_labels": len(labeled), **learner.stop_predictions(unlabeled, probs)}]
+            stopped_at = None
             for budget in budgets[1:]:
-                picked = acquisition.select(probs, strategy, budget - len(labeled), rng)
+                if spread:
+                    solved = np.bincount(clusters[labeled], minlength=clusters.max() + 1)
+                    picked = acquisition.select_spread(probs, strategy, budget - len(labeled), clusters[unlabeled], solved, rng)
+                else:
+                    picked = acquisition.select(probs, strategy, budget - len(labeled), rng)
                 labeled = np.concatenate([labeled, unlabeled[picked]])
                 unlabeled = np.setdiff1d(everything, labeled)
                 metrics, probs = learner.fit_and_score(labeled, unlabeled, seed)
-                curve.append(metrics)
+                curve.append({**metrics, "labels": len(labeled)})
+                history.append({"n_labels": len(labeled), **learner.stop_predictions(unlabeled, probs)})
+                if stopped_at is None and stopping.signal(history, cfg.batch_size)["stop"]:
+                    stopped_at = len(labeled)
                 bar.update()
-            curves[strategy].append(curve)
+            curves[name].append(curve)
+            stops[name].append(stopped_at)
+            if cfg.flip:
+                suspects[name].append(learner.suspicious_precision(labeled, seed))
     bar.close()
-    return {**summarise(pool.name, len(labels), cfg, budgets, curves, cold), "zero_labels": learner.zero_labels()}
+    results = summarise(pool.name, len(labels), cfg, budgets, curves, cold)
+    summarise_checks(results, stops, suspects)
+    return {**results, "zero_labels": learner.zero_labels()}
+
+
+SPREAD = "+clusters"
+
+
+def cluster_count(n: int) -> int:
+    """k-means clusters for Label Studio's sampler: about sqrt(n / 2), between 2 and 100."""
+    return int(min(100, max(2, round(math.sqrt(n / 2)))))
+
+
+def summarise_checks(results: Dict, stops: Dict[str, List[Optional[int]]], suspects: Dict[str, List[Dict]]) -> None:
+    """Add each strategy's stopping point (labels, accuracy there, the final accuracy and what
+    random sampling had reached with as many labels) and suspicious-label precision."""
+    strategies = results["strategies"]
+    random = strategies.get("random")
+    for name, at in stops.items():
+        stats = strategies[name]
+        fired = [a for a in at if a is not None]
+        entry: Dict[str, object] = {"fired": f"{len(fired)} of {len(at)} repeats",
+                                    "final_accuracy": stats["accuracy_mean"][-1]}
+        if fired:
+            at_budget = min(stats["budgets"], key=lambda b: abs(b - np.mean(fired)))
+            i = stats["budgets"].index(at_budget)
+            entry.update(labels_mean=float(np.mean(fired)), labels=sorted(fired), accuracy_at_stop=stats["accuracy_mean"][i],
+                         random_accuracy_at_stop=random["accuracy_mean"][i] if random else None, budget_nearest=at_budget)
+        stats["stopping"] = entry
+        if suspects[name]:
+            keys = [k for k in suspects[name][0] if k.startswith("precision")]
+            stats["suspicious"] = {k: float(np.mean([s[k] for s in suspects[name] if s[k] is not None])) for k in keys}
+            stats["suspicious"]["wrong_labels_mean"] = float(np.mean([s["wrong_labels"] for s in suspects[name]]))
 
 
 def summarise(dataset: str, n_classes: int, cfg: SimulationConfig, budgets: List[int],
@@ -281,6 +363,23 @@ def results_table(results: Dict) -> str:
             cells.append(f"{s['accuracy_mean'][i]:.4f} ± {s['accuracy_std'][i]:.4f}")
         cells.append(str(s["labels_to_match_random"]) if s["labels_to_match_random"] is not None else "not reached")
         lines.append("| " + " | ".join(cells) + " |")
+    stops = [(n, st["stopping"]) for n, st in strategies.items() if st.get("stopping")]
+    if stops:
+        lines += ["", "Stopping signal (stabilizing predictions, kappa >= 0.99 for 2 windows): where it fired", ""]
+        for name, st in stops:
+            if "labels_mean" in st:
+                lines.append(f"- {name}: {st['fired']}, at {st['labels_mean']:.0f} labels (mean), accuracy there "
+                             f"{st['accuracy_at_stop']:.4f} (final {st['final_accuracy']:.4f}; random at "
+                             f"{st['budget_nearest']} labels: {st['random_accuracy_at_stop'] or float('nan'):.4f})")
+            else:
+                lines.append(f"- {name}: {st['fired']} (final accuracy {st['final_accuracy']:.4f})")
+    flagged = [(n, st["suspicious"]) for n, st in strategies.items() if st.get("suspicious")]
+    if flagged:
+        lines += ["", f"Suspicious labels ({results['config']['flip']:.0%} of the oracle's labels wrong), at the final "
+                      "budget: precision of the flagged list", ""]
+        for name, sp in flagged:
+            lines.append(f"- {name}: {sp['wrong_labels_mean']:.0f} wrong labels; precision@10 {sp['precision_at_10']:.3f}, "
+                         f"@50 {sp['precision_at_50']:.3f}, @(number wrong) {sp['precision_at_wrong']:.3f}")
     zero = results.get("zero_labels") or {}
     if zero.get("accuracy") is not None:
         lines += ["", f"At 0 labels (the label-name prior): accuracy {zero['accuracy']:.4f}, macro-F1 {zero['macro_f1']:.4f}"]

@@ -127,16 +127,18 @@ def fit_head(
         p = prior.refined(emb[rows], y[rows], unlabeled) if prior is not None else None
         return train_mc_head(emb[rows], y[rows], n_classes, cfg, p), p
 
+    oof = np.full((len(y), n_classes), np.nan, dtype=np.float32)
+
     def fold_proba(train: np.ndarray, test: np.ndarray) -> np.ndarray:
         probe, p = fitted(train, np.concatenate([pool, emb[test]]))
-        return mc_proba(probe, emb[test], cfg.num_draws, p).mean(-1)
+        oof[test] = mc_proba(probe, emb[test], cfg.num_draws, p).mean(-1)
+        return oof[test]
 
     metrics = measure(y, groups, cfg, lambda train, test: fold_proba(train, test).argmax(1))
-    oof = None
-    if len(np.unique(groups)) >= OOF_FOLDS:
-        oof = np.zeros((len(y), n_classes), dtype=np.float32)
+    if np.isnan(oof).any() and len(np.unique(groups)) >= OOF_FOLDS:  # the quality folds (k-fold) cover all: reused
         for train, test in GroupKFold(OOF_FOLDS).split(emb, y, groups):
-            oof[test] = fold_proba(train, test)
+            fold_proba(train, test)
+    oof = None if np.isnan(oof).any() else oof
     head, final = fitted(np.arange(len(y)), pool)
     # name_scale: how much the names alone explain the labels (0: cryptic names, left out)
     extra = {"prior_scale": final.scale, "name_scale": prior.fit_scale(emb, y).scale} if final is not None else {}
