@@ -259,7 +259,8 @@ class StudioLink(Listener):
         unlabeled = [t for page in pages for t in page]
         indices, texts = texts_of(unlabeled, schema, project_id)
         # all texts at once: one version for all, and the cold-start ranking sees the whole pool
-        preds = self.engine.predict(project_id, schema, texts) if texts else None
+        task_ids = [unlabeled[i]["id"] for i in indices]  # they join the project's pool too
+        preds = self.engine.predict(project_id, schema, texts, task_ids) if texts else None
         version = preds.version if preds else self.engine.current_version(project_id)
         by_task = {unlabeled[i]["id"]: item for i, item in zip(indices, predictions_json(schema, preds))} if preds else {}
         if version in self.client.model_versions(project_id):
