@@ -202,7 +202,8 @@ def create_app(settings: Optional[Settings] = None) -> Flask:
         pid = project_id(project)
         if not engine.project(pid).exists:
             return jsonify({"error": f"project {pid} has no state on this backend: connect it in Label Studio first"}), 404
-        return Response(report.render(report.collect(engine, pid)), mimetype="text/html")
+        return Response(report.render(report.collect(engine, pid)), mimetype="text/html",
+                        headers={"Content-Security-Policy": report.CSP, "X-Frame-Options": "DENY"})
 
     return app
 

@@ -94,6 +94,11 @@ def _worker(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cell(value: object) -> object:
+    """A CSV cell a spreadsheet shows as text: a leading = + - @ would start a formula."""
+    return "'" + value if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
+
+
 def _export(args: argparse.Namespace) -> int:
     """The report's lists from the command line: texts to label next (margin <= threshold) or
     the suspicious labels, as CSV or JSON (by the file's suffix), from the newest version's files."""
@@ -136,7 +141,7 @@ def _export(args: argparse.Namespace) -> int:
         with open(out, "w", newline="", encoding="utf-8") as fh:
             writer = csv.DictWriter(fh, fieldnames=columns)
             writer.writeheader()
-            writer.writerows(rows)
+            writer.writerows({k: _cell(v) for k, v in row.items()} for row in rows)
     what = "suspicious labels" if args.suspicious else f"texts with margin <= {args.threshold:g}"
     print(f"{len(rows)} {what} of project {pid} ({latest['version']}) written to {out}", file=sys.stderr)
     return 0

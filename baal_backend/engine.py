@@ -14,7 +14,7 @@ import time
 from collections import OrderedDict
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 
 PREDICT_CHUNK = 2048  # texts per MC-Dropout pass in /predict
 PRIOR_CACHE = 64  # label-name priors kept (one per set of choices)
+POOL_TEXT_CHARS = 2000  # of each pool text kept: more than the encoder reads (MAX_LENGTH tokens)
 
 
 class StateError(RuntimeError):
@@ -284,12 +285,13 @@ class Engine:
         Only for a project that has state (a read never creates it); a failing write costs the
         pool a few texts, never the prediction."""
         project = self.project(project_id)
-        rows = [(t, text) for t, text in zip(task_ids, texts) if isinstance(t, int) and not isinstance(t, bool)]
+        rows = [(t, text[:POOL_TEXT_CHARS]) for t, text in zip(task_ids, texts)
+                if isinstance(t, int) and not isinstance(t, bool) and 0 < t < 2**63]
         if not rows or not project.exists:
             return
         try:
             project.store.remember_tasks(rows)
-        except (OSError, sqlite3.Error) as exc:
+        except Exception as exc:  # noqa: BLE001 - the pool may miss a few texts, the prediction never
             log.warning("project %s: cannot remember %d tasks for the pool: %s", project_id, len(rows), public_error(exc))
 
     def _cold_predictions(self, project_id: str, schema: Schema, texts: Sequence[str]) -> Predictions:
@@ -411,9 +413,10 @@ class Engine:
                 project.registry.remove_strays()
                 schema = self.schema(project_id)
                 self.events.emit("run_starting", project_id, schema, sync, record)
-                self._fit_and_publish(project, schema, record)
+                report = self._fit_and_publish(project, schema, record)
                 if record.get("status") == "published":
                     self.events.emit("published", project_id, schema, record["version"], record)
+                    report()  # after the push is on its way: the report data waits, Label Studio does not
             except Exception as exc:  # noqa: BLE001 - recorded, reported; the previous version keeps serving
                 log.exception("project %s: training run failed", project_id)
                 record.update(status="failed", error=public_error(exc))
@@ -426,7 +429,8 @@ class Engine:
                 log.error("project %s: cannot record the run in MODEL_DIR: %s", project_id, exc)
             self.events.emit("run_finished", project_id, record, seconds)
 
-    def _fit_and_publish(self, project: Project, schema: Schema, record: Dict) -> None:
+    def _fit_and_publish(self, project: Project, schema: Schema, record: Dict) -> Callable[[], None]:
+        """Train and publish a version (or record why not); returns what writes its report data."""
         labels = self._training_labels(project, schema)
         classes = {lb.label for lb in labels}
         if len(labels) < self.settings.min_labels or len(classes) < 2:
@@ -436,17 +440,17 @@ class Engine:
                 f"{self.settings.min_labels} labels in at least 2 classes (MIN_LABELS)",
             )
             log.info("project %s: %s", project.id, record["reason"])
-            return
-        digest = self.training_fingerprint(schema, labels)
+            return _nothing
+        pool = project.store.unlabeled()
+        digest = self.training_fingerprint(schema, labels, len(pool))
         current = project.registry.current()
         if current is not None and project.registry.meta(current).get("fingerprint") == digest:
-            record.update(status="skipped", reason=f"nothing changed since {current}: same labels, classes and encoder")
+            record.update(status="skipped", reason=f"nothing changed since {current}: same labels, classes, encoder and pool")
             log.info("project %s: %s", project.id, record["reason"])
-            return
+            return _nothing
         started = time.perf_counter()
         y = np.array([schema.labels.index(lb.label) for lb in labels], dtype=np.int64)
         texts, groups = [lb.text for lb in labels], [lb.task_id for lb in labels]
-        pool = project.store.unlabeled()
         oof = None
         if self.settings.train_mode == "head":
             emb = self.encoder.embed(texts)  # cached per text: this process holds the encoder
@@ -487,7 +491,7 @@ class Engine:
             project.loaded = (name, clf)
         record.update(status="published", version=name, n_labels=len(labels))
         log.info("project %s: published %s (%d labels, %s)", project.id, name, len(labels), metrics)
-        self._record_insight(project, name, clf, labels, schema, oof, meta, pool)
+        return lambda: self._record_insight(project, name, clf, labels, schema, oof, meta, pool)
 
     def _record_insight(self, project: Project, name: str, clf: Classifier, labels: Sequence[Label], schema: Schema,
                         oof: Optional[np.ndarray], meta: Dict, pool: Sequence[Tuple[int, str]]) -> None:
@@ -510,12 +514,15 @@ class Engine:
         train in the same order (a sync re-stamps their times)."""
         return sorted((lb for lb in project.store.all() if lb.label in schema.labels), key=lambda lb: lb.annotation_id)
 
-    def training_fingerprint(self, schema: Schema, labels: Sequence[Label]) -> str:
-        """Equal for two runs that would learn the same thing: labels, classes, encoder, recipe."""
+    def training_fingerprint(self, schema: Schema, labels: Sequence[Label], pool_size: int) -> str:
+        """Equal for two runs that would learn the same thing: labels, classes, encoder, recipe,
+        and (head mode with the prior) the unlabeled pool's size to a power of 2: a pool that
+        doubled or halved is worth a retrain, a few more tasks seen are not."""
         recipe = repr(sorted(asdict(self.train_config).items()))
         prior = self.settings.label_prior and self.settings.train_mode == "head"  # only head mode learns on it
         classes = "\x1f".join(schema.labels) + (repr(schema.descriptions) if prior else "")
-        return fingerprint(labels, classes, self.encoder.identity, recipe)
+        pool = f"pool<2^{int(pool_size).bit_length()}" if prior else ""
+        return fingerprint(labels, classes, self.encoder.identity, recipe, pool)
 
     def resume(self) -> List[str]:
         """At start-up: queue a run for every project whose stored labels, classes or encoder
@@ -534,7 +541,8 @@ class Engine:
                 labels = self._training_labels(project, schema)
                 current = project.registry.current()
                 trained = project.registry.meta(current).get("fingerprint") if current else None
-                if len(labels) >= self.settings.min_labels and trained != self.training_fingerprint(schema, labels):
+                if len(labels) >= self.settings.min_labels and trained != self.training_fingerprint(
+                        schema, labels, len(project.store.unlabeled())):
                     queued.append(project.id)
                     self.request_training(project.id)
             except Exception:  # noqa: BLE001 - one broken project never stops the others
@@ -573,6 +581,10 @@ def _classes(config: str) -> Optional[Tuple[str, ...]]:
         return parse_label_config(config).labels
     except SchemaError:
         return None
+
+
+def _nothing() -> None:
+    return None
 
 
 def align(probs: np.ndarray, have: Sequence[str], want: Sequence[str]) -> np.ndarray:

@@ -10,7 +10,6 @@ stop-set predictions), which outlives pruned versions.
 from __future__ import annotations
 
 import json
-import os
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -19,11 +18,13 @@ from . import acquisition, stopping
 from .labels import Label
 from .model import Classifier
 from .project import Project
+from .registry import atomic_write_text
 
 REPORT_POOL = 5000  # unlabeled tasks scored with each version
 SUSPICIOUS = 200  # labels listed
 TEXT_CHARS = 300  # of each text, in the files and the page
 HISTORY = "history.jsonl"
+KEEP_STOP_SETS = 100  # newest versions whose stop-set predictions are kept
 INSIGHT = "insight.json"
 CHUNK = 1024
 
@@ -83,13 +84,14 @@ def record(project: Project, version: str, n_labels: int, metrics: Dict, pool_ro
     }
     insight = {"version": version, "pool": pool_rows, "suspicious": suspects,
                "suspicious_reason": None if suspects is not None else
-               "out-of-fold probabilities need head mode and at least 4 labeled tasks"}
-    path = project.registry.path(version) / INSIGHT
-    path.write_text(json.dumps(insight))
-    with open(project.root / HISTORY, "a", encoding="utf-8") as fh:
-        fh.write(json.dumps(entry) + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
+               "out-of-fold probabilities need head mode and at least 4 labeled tasks (5 with EVAL_FRACTION=0)"}
+    atomic_write_text(project.registry.path(version) / INSIGHT, json.dumps(insight))
+    # the whole history rewritten atomically (never a torn line); only the newest KEEP_STOP_SETS
+    # versions keep their stop-set predictions (the stopping signal looks back 2 windows of 10%)
+    lines = history(project) + [entry]
+    for old in lines[:-KEEP_STOP_SETS]:
+        old.pop("stop_ids", None), old.pop("stop_pred", None)
+    atomic_write_text(project.root / HISTORY, "".join(json.dumps(line) + "\n" for line in lines))
     return entry
 
 

@@ -80,19 +80,33 @@ class LabelPrior:
         """Prototypes that also know the labels `y` of `emb` and the unlabeled `pool`: each class
         starts as its name plus the sum of its labeled embeddings (the name left out when the
         labels say it does not help, i.e. its fitted scale is 0); then `rounds` times every pool
-        text adds itself to each class in proportion to its probability. The scale is fitted to
-        the labels afterwards."""
+        text adds itself to each class in proportion to its probability. A class with neither a
+        usable name nor a label stays empty (a zero prototype: logit 0, never a made-up cluster).
+        The scale is fitted to the labels with each one left out of its own prototype."""
         emb = np.asarray(emb, dtype=np.float32)
         base = np.zeros_like(self.prototypes)
         np.add.at(base, y, emb)
         if self.fit_scale(emb, y).scale > 0:
             base += self.prototypes
-        protos = unit(base)
-        pool = np.asarray(pool, dtype=np.float32).reshape(-1, protos.shape[1])
+        known = np.linalg.norm(base, axis=1) > 0
+        sums = base
+        pool = np.asarray(pool, dtype=np.float32).reshape(-1, base.shape[1])
         for _ in range(rounds if len(pool) else 0):
-            weights = softmax(DEFAULT_SCALE * (pool @ protos.T))
-            protos = unit(base + weights.T @ pool)
-        return LabelPrior(protos).fit_scale(emb, y)
+            logits = DEFAULT_SCALE * (pool @ unit(sums).T)
+            logits[:, ~known] = -np.inf
+            sums = base + softmax(logits).T @ pool
+        return LabelPrior(unit(sums), held_out_scale(emb, y, sums))
+
+
+def held_out_scale(emb: np.ndarray, y: np.ndarray, sums: np.ndarray) -> float:
+    """The scale in `SCALES` under which the labels are most likely, each label's own embedding
+    taken out of its class's (unnormalised) prototype `sums`: inside it, a label looks easier
+    than a new text, and the scale would come out too confident."""
+    rows = np.arange(len(y))
+    cos = emb @ unit(sums).T
+    without = sums[y] - emb
+    cos[rows, y] = (emb * without).sum(1) / np.maximum(np.linalg.norm(without, axis=1), 1e-12)
+    return float(max(SCALES, key=lambda s: float(log_softmax(s * cos)[rows, y].mean())))
 
 
 def unit(rows: np.ndarray) -> np.ndarray:

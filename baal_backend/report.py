@@ -15,6 +15,9 @@ from . import insight
 from .engine import Engine
 
 DEFAULT_THRESHOLD = 0.3  # margin <= 0.3: the source notebook's "uncertain" texts
+#: The page runs only its own inline scripts and reaches nothing outside itself.
+CSP = ("default-src 'none'; script-src 'unsafe-inline' 'unsafe-eval'; style-src 'unsafe-inline'; img-src data: blob:; "
+       "font-src data:; frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
 
 
 def collect(engine: Engine, project_id: str) -> Dict:
@@ -181,7 +184,11 @@ function download(name, type, content) {
   a.download = name; document.body.appendChild(a); a.click(); a.remove();
 }
 const flat = (r) => ({task: r.task, text: r.text, top: r.top[0], p_top: r.top[1], second: r.second[0], p_second: r.second[1], margin: r.margin, score: r.score});
-const quote = (v) => /[",\\n]/.test(String(v)) ? '"' + String(v).replace(/"/g, '""') + '"' : String(v);
+const quote = (v) => {  // CSV-quoted, and a leading = + - @ kept from starting a spreadsheet formula
+  let t = String(v);
+  if (typeof v === "string" && /^[=+\\-@\\t\\r]/.test(t)) t = "'" + t;
+  return /[",\\n]/.test(t) ? '"' + t.replace(/"/g, '""') + '"' : t;
+};
 $("csv").addEventListener("click", () => {
   const rows = selected.map(flat), head = ["task", "text", "top", "p_top", "second", "p_second", "margin", "score"];
   download(`project-${D.project}-to-label.csv`, "text/csv", [head.join(","), ...rows.map(r => head.map(k => quote(r[k])).join(","))].join("\\n") + "\\n");

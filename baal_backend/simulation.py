@@ -133,8 +133,8 @@ class _Learner:
         order = np.argsort(fit.out_of_fold[np.arange(len(y)), y], kind="stable")  # least probable label first
         wrong = self.flipped[labeled][order]
         out: Dict[str, Optional[float]] = {"wrong_labels": int(wrong.sum()), "labels": int(len(y))}
-        for k in (10, 50, int(wrong.sum())):
-            out[f"precision_at_{'wrong' if k == int(wrong.sum()) else k}"] = float(wrong[:k].mean()) if k else None
+        for key, k in (("precision_at_10", 10), ("precision_at_50", 50), ("precision_at_wrong", int(wrong.sum()))):
+            out[key] = float(wrong[:k].mean()) if k else None
         return out
 
     def stop_predictions(self, unlabeled: np.ndarray, probs: np.ndarray) -> Dict[str, list]:
@@ -294,7 +294,8 @@ def summarise_checks(results: Dict, stops: Dict[str, List[Optional[int]]], suspe
         stats["stopping"] = entry
         if suspects[name]:
             keys = [k for k in suspects[name][0] if k.startswith("precision")]
-            stats["suspicious"] = {k: float(np.mean([s[k] for s in suspects[name] if s[k] is not None])) for k in keys}
+            stats["suspicious"] = {k: (float(np.mean(v)) if v else None)
+                                   for k in keys for v in [[s[k] for s in suspects[name] if s[k] is not None]]}
             stats["suspicious"]["wrong_labels_mean"] = float(np.mean([s["wrong_labels"] for s in suspects[name]]))
 
 
@@ -361,16 +362,18 @@ def results_table(results: Dict) -> str:
         for b in shown:
             i = s["budgets"].index(b)
             cells.append(f"{s['accuracy_mean'][i]:.4f} ± {s['accuracy_std'][i]:.4f}")
-        cells.append(str(s["labels_to_match_random"]) if s["labels_to_match_random"] is not None else "not reached")
+        cells.append(str(s["labels_to_match_random"]) if s["labels_to_match_random"] is not None
+                     else "not reached" if "random" in strategies else "- (no random run)")
         lines.append("| " + " | ".join(cells) + " |")
     stops = [(n, st["stopping"]) for n, st in strategies.items() if st.get("stopping")]
     if stops:
         lines += ["", "Stopping signal (stabilizing predictions, kappa >= 0.99 for 2 windows): where it fired", ""]
         for name, st in stops:
             if "labels_mean" in st:
-                lines.append(f"- {name}: {st['fired']}, at {st['labels_mean']:.0f} labels (mean), accuracy there "
-                             f"{st['accuracy_at_stop']:.4f} (final {st['final_accuracy']:.4f}; random at "
-                             f"{st['budget_nearest']} labels: {st['random_accuracy_at_stop'] or float('nan'):.4f})")
+                rand = st["random_accuracy_at_stop"]
+                lines.append(f"- {name}: {st['fired']}, at {st['labels_mean']:.0f} labels (mean), mean accuracy at the "
+                             f"nearest budget {st['accuracy_at_stop']:.4f} (final {st['final_accuracy']:.4f}"
+                             + (f"; random at {st['budget_nearest']} labels: {rand:.4f})" if rand is not None else ")"))
             else:
                 lines.append(f"- {name}: {st['fired']} (final accuracy {st['final_accuracy']:.4f})")
     flagged = [(n, st["suspicious"]) for n, st in strategies.items() if st.get("suspicious")]
@@ -378,8 +381,9 @@ def results_table(results: Dict) -> str:
         lines += ["", f"Suspicious labels ({results['config']['flip']:.0%} of the oracle's labels wrong), at the final "
                       "budget: precision of the flagged list", ""]
         for name, sp in flagged:
-            lines.append(f"- {name}: {sp['wrong_labels_mean']:.0f} wrong labels; precision@10 {sp['precision_at_10']:.3f}, "
-                         f"@50 {sp['precision_at_50']:.3f}, @(number wrong) {sp['precision_at_wrong']:.3f}")
+            fmt = {k: "-" if sp[k] is None else f"{sp[k]:.3f}" for k in ("precision_at_10", "precision_at_50", "precision_at_wrong")}
+            lines.append(f"- {name}: {sp['wrong_labels_mean']:.0f} wrong labels; precision@10 {fmt['precision_at_10']}, "
+                         f"@50 {fmt['precision_at_50']}, @(number wrong) {fmt['precision_at_wrong']}")
     zero = results.get("zero_labels") or {}
     if zero.get("accuracy") is not None:
         lines += ["", f"At 0 labels (the label-name prior): accuracy {zero['accuracy']:.4f}, macro-F1 {zero['macro_f1']:.4f}"]

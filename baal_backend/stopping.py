@@ -61,6 +61,8 @@ def signal(history: Sequence[Dict], min_labels: int) -> Dict[str, object]:
         if len(common) < MIN_COMMON:
             break
         theirs = dict(zip(ref["stop_ids"], ref["stop_pred"]))
+        if len({mine[t] for t in common}) < 2:  # one class everywhere: agreement says nothing
+            break
         checks.append({"version": current.get("version"), "against": ref.get("version"),
                        "labels": [ref["n_labels"], current["n_labels"]], "texts": len(common),
                        "kappa": round(kappa([mine[t] for t in common], [theirs[t] for t in common]), 4)})
@@ -68,7 +70,8 @@ def signal(history: Sequence[Dict], min_labels: int) -> Dict[str, object]:
     stop = len(checks) == CHECKS and all(c["kappa"] >= KAPPA for c in checks)
     if len(checks) < CHECKS:
         reason = (f"not enough history yet: the check needs {CHECKS} windows of labels (each 10% of the labels, at "
-                  f"least {min_labels}) with predictions on a shared stop set of at least {MIN_COMMON} unlabeled texts")
+                  f"least {min_labels}) with predictions of at least 2 classes on a shared stop set of at least "
+                  f"{MIN_COMMON} unlabeled texts")
     elif stop:
         reason = (f"you could stop now: over the last {CHECKS} windows of labels ({checks[-1]['labels'][0]} -> "
                   f"{checks[0]['labels'][1]}) the predictions on {checks[0]['texts']} unlabeled texts changed "

@@ -56,8 +56,9 @@ def train_mc_head(emb: np.ndarray, y: np.ndarray, n_classes: int, cfg: TrainConf
     head = MCHead(emb.shape[1], n_classes, generator=gen)
     if prior is not None and prior.scale > 0:
         # each class's name is one more example of it: classes with no label yet keep their share
-        emb = np.concatenate([emb, prior.prototypes])
-        y = np.concatenate([y, np.arange(n_classes)])
+        named = np.flatnonzero(np.linalg.norm(prior.prototypes, axis=1) > 0)  # an empty prototype teaches nothing
+        emb = np.concatenate([emb, prior.prototypes[named]])
+        y = np.concatenate([y, named])
     x, t = torch.from_numpy(np.ascontiguousarray(emb, dtype=np.float32)), torch.as_tensor(y, dtype=torch.long)
     offset = prior_offset(prior, emb)
     base = torch.from_numpy(offset) if offset is not None else torch.zeros(len(x), n_classes)

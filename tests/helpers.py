@@ -62,10 +62,10 @@ def sentiment_events(project: int, n: int, start_id: int = 1) -> List[Dict]:
 
 
 def intent_project(client, project: int, n_labels: int = 100, pool: int = 300, steps: int = 5, flip: int = 0,
-                   classes: int = 10):
+                   classes: int = 10, extra: Sequence[str] = ()):
     """A project of `classes` CLINC150 intents (the shipped copy) with `pool` unlabeled tasks
     asked for predictions and `n_labels` labels sent in `steps` rounds (one version per round).
-    The first `flip` labels carry the wrong class. Returns (config, {task id: true class},
+    The first `flip` labels carry the wrong class; `extra` texts join the pool. Returns (config, {task id: true class},
     {annotation id: class sent})."""
     from baal_backend.data import load_clinc
 
@@ -76,7 +76,7 @@ def intent_project(client, project: int, n_labels: int = 100, pool: int = 300, s
     rows = rows[: n_labels + pool]
     config = label_config(names)
     truth = {1 + i: y for i, (_, y) in enumerate(rows)}
-    unlabeled = [task(1 + n_labels + i, t, project) for i, (t, _) in enumerate(rows[n_labels:])]
+    unlabeled = [task(1 + n_labels + i, t, project) for i, t in enumerate([t for t, _ in rows[n_labels:]] + list(extra))]
     body = {"project": f"{project}.1", "label_config": config, "tasks": unlabeled}
     assert client.post("/predict", json=body).status_code == 200
     sent = {}

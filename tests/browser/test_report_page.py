@@ -14,6 +14,8 @@ from tests.processes import ServerProcess, free_port
 ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "test-output" / "browser"
 USER, PASSWORD = "team", "s3cret-pass"
+HOSTILE = '</script><script>window.pwned = 1</script><img src=x onerror="window.pwned = 2"> what is my apr'
+FORMULA = '=HYPERLINK("http://example.com", "click") what is my balance'
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +28,7 @@ def served(tmp_path_factory):
     app = create_app(Settings.from_env({"MODEL_DIR": str(models), "MIN_LABELS": "10"}))
     client = app.test_client()
     client.engine = app.config["ENGINE"]
-    built = intent_project(client, 7, flip=5)
+    built = intent_project(client, 7, flip=5, extra=[HOSTILE, FORMULA])
     client.engine.shutdown(30)
     port = free_port()
     env = {**os.environ, "MODEL_DIR": str(models), "BASIC_AUTH_USER": USER, "BASIC_AUTH_PASS": PASSWORD,
@@ -56,15 +58,18 @@ def test_the_report_page_renders_every_plot_and_the_threshold_filters_the_table(
         el => [el.id, el.data.reduce((n, trace) => n + (trace.x ? trace.x.length : 0), 0)]))""")
     assert points["labels-time"] == 100 and points["labels-class"] == 10
     assert points["curve"] >= 2 * 2  # accuracy and macro-F1 of at least two versions
-    assert points["uncertainty"] == 300 and points["scatter"] == 300
+    assert points["uncertainty"] == 302 and points["scatter"] == 302
+    # a task's text is shown as text: nothing in it runs
+    assert page.evaluate("window.pwned === undefined")
     # the threshold control changes the table and the shaded band
     def shown():
         return page.eval_on_selector_all("#next tbody tr", "rows => rows.length")
     at_default = shown()
     page.fill("#threshold", "1")
-    assert shown() == 300
+    assert shown() == 302
+    assert HOSTILE in page.inner_text("#next")
     page.fill("#threshold", "0.05")
-    assert shown() < at_default <= 300
+    assert shown() < at_default <= 302
     band = page.evaluate("document.getElementById('scatter').layout.shapes[0].path")
     assert band.startswith("M 0.05,0")
     page.fill("#threshold", "0.3")
@@ -74,6 +79,12 @@ def test_the_report_page_renders_every_plot_and_the_threshold_filters_the_table(
         page.click("#csv")
     csv_lines = Path(download.value.path()).read_text().strip().splitlines()
     assert csv_lines[0].startswith("task,text,top") and len(csv_lines) == at_default + 1
+    page.fill("#threshold", "1")
+    with page.expect_download() as download:
+        page.click("#csv")
+    every = Path(download.value.path()).read_text()
+    assert ",=HYPERLINK" not in every and ',"=HYPERLINK' not in every and "'=HYPERLINK" in every  # no formula
+    page.fill("#threshold", "0.3")
     # the five wrong labels head the suspicious table
     suspects = page.eval_on_selector_all("#suspicious tbody tr td:first-child", "cells => cells.map(c => +c.textContent)")
     wrong = {aid - 1000 + 1 for aid, y in sent.items() if y != truth[aid - 1000 + 1]}

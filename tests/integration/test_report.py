@@ -57,6 +57,7 @@ def test_the_export_cli_writes_the_pages_lists(project, tmp_path):
     run = _export(models, "--project", "7", "--threshold", "0.3", "--out", str(tmp_path / "to_label.csv"))
     assert run.returncode == 0, run.stderr
     rows = list(csv.DictReader(open(tmp_path / "to_label.csv")))
+    assert rows and all(not r["text"].startswith(("=", "+", "-", "@")) for r in rows)
     expected = [r for r in latest["pool"] if r["margin"] <= 0.3]
     assert len(rows) == len(expected) and all(float(r["margin"]) <= 0.3 for r in rows)
     assert [float(r["margin"]) for r in rows] == sorted(float(r["margin"]) for r in rows)
@@ -90,4 +91,6 @@ def test_the_report_route(project):
     assert "Plotly" in html and "cdn" not in html.split("<script>")[0].lower()  # the JS is inlined
     assert "<script src=" not in html and "</script><" not in json.dumps(insight.current(client.engine.project("7")))
     assert client.get("/report/12345").status_code == 404
+    assert not (project[1] / "projects" / "12345").exists()  # a read creates nothing
+    assert "default-src 'none'" in page.headers["Content-Security-Policy"]
     assert client.get("/report/abc").status_code == 400

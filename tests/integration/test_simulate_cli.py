@@ -79,3 +79,21 @@ def test_clear_errors_for_bad_input(tmp_path):
     assert proc.returncode == 2 and "no such file" in proc.stderr
     proc = _run("--data", str(data), "--text-column", "body", "--label-column", "topic", "--budget", "500")
     assert proc.returncode == 2 and "exceeds the pool" in proc.stderr
+
+
+def test_stopping_flipped_labels_and_the_cluster_sampler(tmp_path):
+    data = _csv(tmp_path / "tiny.csv")
+    out = tmp_path / "checks"
+    proc = _run("--data", str(data), "--text-column", "body", "--label-column", "topic", "--test-fraction", "0.25",
+                "--seed-size", "3", "--batch-size", "3", "--budget", "15", "--repeats", "1", "--flip", "0.2",
+                "--clusters", "--strategies", "random,margin", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    results = json.loads((out / "results.json").read_text())
+    assert set(results["strategies"]) == {"random", "margin", "margin+clusters"}
+    for stats in results["strategies"].values():
+        assert stats["stopping"]["fired"].endswith("of 1 repeats") and "final_accuracy" in stats["stopping"]
+        assert 0 <= stats["suspicious"]["precision_at_10"] <= 1 and stats["suspicious"]["wrong_labels_mean"] >= 0
+    table = (out / "results.md").read_text()
+    assert "Stopping signal" in table and "Suspicious labels (20% of the oracle's labels wrong)" in table
+    bad = _run("--data", str(data), "--text-column", "body", "--label-column", "topic", "--flip", "1.5", "--out", str(out))
+    assert bad.returncode == 2 and "flip is the fraction of wrong labels" in bad.stderr

@@ -79,3 +79,16 @@ def test_rejects_wrong_shape_and_unknown_heuristic():
         informativeness(np.ones((3, 2)), "bald")
     with pytest.raises(ValueError, match="unknown heuristic"):
         informativeness(_probs(3), "nope")
+
+
+def test_the_cluster_sampler_takes_the_best_text_of_the_least_solved_cluster_first():
+    from baal_backend.acquisition import select_spread
+
+    # margins: texts 0-2 in cluster 0 are the most uncertain, texts 3-4 in cluster 1 less so
+    probs = np.array([[0.5, 0.5], [0.52, 0.48], [0.55, 0.45], [0.7, 0.3], [0.9, 0.1]])[:, :, None]
+    clusters = np.array([0, 0, 0, 1, 1])
+    # cluster 0 already has 2 solved tasks, cluster 1 none: cluster 1 first, then alternate
+    picks = select_spread(probs, "margin", 4, clusters, np.array([2, 0]))
+    assert picks.tolist() == [3, 4, 0, 1]
+    # plain score order would pile onto cluster 0
+    assert select(probs, "margin", 3).tolist() == [0, 1, 2]

@@ -26,7 +26,7 @@ def test_the_signal_fires_only_after_two_stable_windows():
 
 
 def test_one_more_label_is_not_a_window_and_too_few_shared_texts_are_no_evidence():
-    same = np.zeros(400, dtype=int)
+    same = np.arange(400) % 3
     history = [_entry(n, same) for n in (20, 21, 22, 23)]  # MIN_LABELS 10: no entry is 10 labels before another
     result = stopping.signal(history, 10)
     assert not result["stop"] and result["reason"].startswith("not enough history")
@@ -36,6 +36,11 @@ def test_one_more_label_is_not_a_window_and_too_few_shared_texts_are_no_evidence
     moved = [_entry(20, same, ids=list(range(400))), _entry(40, same[:300], ids=list(range(100, 400))),
              _entry(60, same[:200], ids=list(range(200, 400)))]
     assert [c["texts"] for c in stopping.signal(moved, 10)["checks"]] == [200, 300]
+
+
+def test_agreeing_on_one_class_everywhere_is_no_evidence():
+    constant = [_entry(n, np.zeros(400, dtype=int)) for n in (20, 40, 60)]
+    assert not stopping.signal(constant, 10)["stop"] and stopping.signal(constant, 10)["checks"] == []
 
 
 def test_kappa_and_the_stop_set_order():
