@@ -136,7 +136,8 @@ def fit_head(
         return oof[test]
 
     metrics = measure(y, groups, cfg, lambda train, test: fold_proba(train, test).argmax(1))
-    if np.isnan(oof).any() and len(np.unique(groups)) >= OOF_FOLDS:  # the quality folds (k-fold) cover all: reused
+    # the quality folds (k-fold) cover every label: reused; EVAL_FRACTION=0 (no probes wanted) skips it
+    if np.isnan(oof).any() and cfg.eval_fraction > 0 and len(np.unique(groups)) >= OOF_FOLDS:
         for train, test in GroupKFold(OOF_FOLDS).split(emb, y, groups):
             fold_proba(train, test)
     oof = None if np.isnan(oof).any() else oof
