@@ -91,3 +91,16 @@ def intent_project(client, project: int, n_labels: int = 100, pool: int = 300, s
             assert client.post("/webhook", json=event).status_code == 200
         assert client.engine.jobs.wait_idle(str(project), 300)
     return config, truth, sent
+
+
+def app_client(model_dir, **env):
+    """A Flask test client of the app over `model_dir` (MIN_LABELS 10 unless `env` says), with its
+    engine as `.engine`."""
+    from _wsgi import create_app
+    from baal_backend.settings import Settings
+
+    values = {"MODEL_DIR": str(model_dir), "MIN_LABELS": "10", **{k: str(v) for k, v in env.items()}}
+    app = create_app(Settings.from_env(values))
+    client = app.test_client()
+    client.engine = app.config["ENGINE"]
+    return client

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.helpers import intent_project
+from tests.helpers import app_client, intent_project
 from tests.processes import ServerProcess, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -21,13 +21,8 @@ FORMULA = '=HYPERLINK("http://example.com", "click") what is my balance'
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     """(base URL, project data): the project built through the app, then served by `_wsgi.py`."""
-    from _wsgi import create_app
-    from baal_backend.settings import Settings
-
     models = tmp_path_factory.mktemp("report") / "models"
-    app = create_app(Settings.from_env({"MODEL_DIR": str(models), "MIN_LABELS": "10"}))
-    client = app.test_client()
-    client.engine = app.config["ENGINE"]
+    client = app_client(models)
     built = intent_project(client, 7, flip=5, extra=[HOSTILE, FORMULA])
     client.engine.shutdown(30)
     port = free_port()

@@ -10,20 +10,15 @@ from pathlib import Path
 import pytest
 
 from baal_backend import insight
-from tests.helpers import intent_project
+from tests.helpers import app_client, intent_project
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
-    from _wsgi import create_app
-    from baal_backend.settings import Settings
-
     models = tmp_path_factory.mktemp("report") / "models"
-    app = create_app(Settings.from_env({"MODEL_DIR": str(models), "MIN_LABELS": "10"}))
-    client = app.test_client()
-    client.engine = app.config["ENGINE"]
+    client = app_client(models)
     config, truth, sent = intent_project(client, 7, flip=5)
     yield client, models, truth, sent
     client.engine.shutdown(30)
