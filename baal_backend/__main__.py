@@ -86,8 +86,7 @@ def _worker(args: argparse.Namespace) -> int:
     logs.configure(settings.log_level)
     logging.getLogger(__name__).info("training worker: %s", settings.describe())
     engine, _ = build_engine(settings, worker=True)
-    if settings.train_mode == "head":
-        trainer_process.start()
+    trainer_process.start()
     threading.Thread(target=engine.resume, name="resume", daemon=True).start()
     rq_runner.run_worker(engine)
     trainer_process.shutdown()
@@ -176,7 +175,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     sim.add_argument("--max-length", type=int, default=128)
     sim.add_argument("--pool-size", type=int, default=None, help="subsample the pool to this many texts")
     sim.add_argument("--prior", choices=["on", "off"], default="on",
-                     help="head mode: learn on top of the label-name prior (and report it at 0 labels)")
+                     help="learn on top of the label-name prior (and report it at 0 labels)")
     sim.add_argument("--classes", type=int, default=None, help="keep only the first N classes (sorted by name)")
     sim.add_argument("--cryptic-labels", action="store_true",
                      help="rename the classes to meaningless codes (what the prior does with names that say nothing)")

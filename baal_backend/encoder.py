@@ -7,10 +7,11 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import OrderedDict
-from typing import Iterator, List, Sequence
+from typing import Iterator, List, Optional, Sequence
 
 import numpy as np
 import torch
+from transformers import PreTrainedModel
 
 from .hf import load_base_model, load_tokenizer
 
@@ -45,6 +46,14 @@ def _weights_digest(model: torch.nn.Module) -> str:
     return digest.hexdigest()
 
 
+def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """The sentence embedding: the mean of the token states under the mask, L2-normalised (what
+    sentence-transformers models such as all-MiniLM-L6-v2 were trained to produce)."""
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+    return torch.nn.functional.normalize(pooled, dim=-1)
+
+
 class Encoder:
     """Tokenizer + transformer body; `embed` returns L2-normalised mean-pooled vectors.
 
@@ -52,15 +61,17 @@ class Encoder:
     retrain on 1000 labels cost only the head's training once those texts were predicted once.
     """
 
-    def __init__(self, name_or_path: str, max_length: int = 128, batch_size: int = 64, cache_size: int = 200_000):
+    def __init__(self, name_or_path: str, max_length: int = 128, batch_size: int = 64, cache_size: int = 200_000,
+                 model: Optional[PreTrainedModel] = None, tokenizer=None):
+        """`model` and `tokenizer` (a fine-tuned body in memory) instead of loading `name_or_path`."""
         self.name_or_path = name_or_path
         self.max_length = max_length
         self.batch_size = batch_size
-        self.tokenizer = load_tokenizer(name_or_path)
+        self.tokenizer = tokenizer if tokenizer is not None else load_tokenizer(name_or_path)
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         if self.device.type == "cuda":
             self.batch_size = max(batch_size, 512)
-        self.model = load_base_model(name_or_path).eval().to(self.device)
+        self.model = (model if model is not None else load_base_model(name_or_path)).eval().to(self.device)
         self.dim: int = int(self.model.config.hidden_size)
         self.identity = _weights_digest(self.model)
         self._cache: "OrderedDict[bytes, np.ndarray]" = OrderedDict()
@@ -104,10 +115,7 @@ class Encoder:
                 [texts[i] for i in idx], truncation=True, max_length=self.max_length, padding=True, return_tensors="pt"
             )
             batch = batch.to(self.device)
-            hidden = self.model(**batch).last_hidden_state
-            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
-            pooled = torch.nn.functional.normalize(pooled, dim=-1)
+            pooled = mean_pool(self.model(**batch).last_hidden_state, batch["attention_mask"])
             result[idx] = pooled.float().cpu().numpy()
         return result
 

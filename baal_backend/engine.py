@@ -31,7 +31,7 @@ from .project import Project
 from .registry import UNTRAINED
 from .schema import Schema, SchemaError, parse_label_config
 from .settings import Settings
-from .training import TrainConfig, fit_finetune_with_quality, fit_head
+from .training import TrainConfig, fit_finetune_with_quality, fit_head, head_config
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ class Engine:
             eval_fraction=settings.eval_fraction,
             num_draws=settings.num_draws,
             seed=settings.seed,
-            prior=settings.label_prior and settings.train_mode == "head",  # only a head learns on it
+            prior=settings.label_prior,
         )
         self._projects: Dict[str, Project] = {}
         self._base: Dict[Tuple[str, ...], Optional[Classifier]] = {}
@@ -451,24 +451,23 @@ class Engine:
         started = time.perf_counter()
         y = np.array([schema.labels.index(lb.label) for lb in labels], dtype=np.int64)
         texts, groups = [lb.text for lb in labels], [lb.task_id for lb in labels]
-        oof = None
-        if self.settings.train_mode == "head":
-            emb = self.encoder.embed(texts)  # cached per text: this process holds the encoder
-            prior = self.label_prior(schema)
-            pool_emb = self.encoder.embed([text for _, text in pool]) if prior is not None else None
-            fitted = trainer_process.run(fit_head, emb, y, groups, len(schema.labels), self.train_config,
-                                         prior.prototypes if prior is not None else None, pool_emb)
-            metrics, oof = fitted.metrics, fitted.out_of_fold
-            fit = metrics.pop("fit")
-            log.info("project %s: head fitted on %d labels: %d epochs, %d steps, final loss %.4f, %.2f s "
-                     "(quality: %s)", project.id, fit["labels"], fit["epochs"], fit["steps"], fit["loss"],
-                     fit["seconds"], metrics.get("eval"))
-            refined = LabelPrior(fitted.prototypes, metrics["prior_scale"]) if fitted.prototypes is not None else None
-            clf: Classifier = HeadClassifier.from_state(self.encoder, fitted.state, schema.labels, refined)
-        else:
-            clf, metrics = fit_finetune_with_quality(
-                self.settings.baseline_model_name, schema.labels, texts, y, groups, self.train_config
-            )
+        emb = self.encoder.embed(texts)  # cached per text: this process holds the encoder
+        prior = self.label_prior(schema)
+        pool_emb = self.encoder.embed([text for _, text in pool]) if prior is not None else None
+        # head mode's version; fine-tune mode's warm start (and, in both, the suspicious labels)
+        fitted = trainer_process.run(fit_head, emb, y, groups, len(schema.labels), head_config(self.train_config),
+                                     prior.prototypes if prior is not None else None, pool_emb)
+        metrics, oof = fitted.metrics, fitted.out_of_fold
+        fit = metrics.pop("fit")
+        log.info("project %s: head fitted on %d labels: %d epochs, %d steps, final loss %.4f, %.2f s "
+                 "(quality: %s)", project.id, fit["labels"], fit["epochs"], fit["steps"], fit["loss"],
+                 fit["seconds"], metrics.get("eval"))
+        refined = LabelPrior(fitted.prototypes, metrics["prior_scale"]) if fitted.prototypes is not None else None
+        clf: Classifier = HeadClassifier.from_state(self.encoder, fitted.state, schema.labels, refined)
+        if self.settings.train_mode == "finetune":
+            clf, tuned = fit_finetune_with_quality(self.settings.baseline_model_name, clf, texts, emb, y, groups,
+                                                   self.train_config, prior, pool_emb)
+            metrics = {**tuned, **{k: metrics[k] for k in ("prior_scale", "name_scale") if k in metrics}}
         meta = {
             "project": project.id,
             "mode": self.settings.train_mode,
@@ -516,10 +515,10 @@ class Engine:
 
     def training_fingerprint(self, schema: Schema, labels: Sequence[Label], pool_size: int) -> str:
         """Equal for two runs that would learn the same thing: labels, classes, encoder, recipe,
-        and (head mode with the prior) the unlabeled pool's size to a power of 2: a pool that
+        and (with the prior) the unlabeled pool's size to a power of 2: a pool that
         doubled or halved is worth a retrain, a few more tasks seen are not."""
         recipe = repr(sorted(asdict(self.train_config).items()))
-        prior = self.settings.label_prior and self.settings.train_mode == "head"  # only head mode learns on it
+        prior = self.settings.label_prior
         classes = "\x1f".join(schema.labels) + (repr(schema.descriptions) if prior else "")
         pool = f"pool<2^{int(pool_size).bit_length()}" if prior else ""
         return fingerprint(labels, classes, self.encoder.identity, recipe, pool)

@@ -7,8 +7,9 @@ passes per text; the head is a tiny fraction of that. This is the approximation 
 epistemic uncertainty comes from the head's dropout only (see the README's design section).
 
 * `HeadClassifier` ("head" mode): frozen shared `Encoder` + a small MLP head.
-* `TransformerClassifier` ("finetune" mode, and fine-tuned checkpoints used as is): a whole
-  `AutoModelForSequenceClassification`.
+* `TunedClassifier` ("finetune" mode): the same head on its own fine-tuned copy of the body.
+* `TransformerClassifier` (fine-tuned checkpoints used as is, and versions of the earlier
+  "finetune" mode): a whole `AutoModelForSequenceClassification`.
 """
 from __future__ import annotations
 
@@ -33,6 +34,10 @@ META_FILE = "classifier.json"
 HEAD_WEIGHTS = "head.pt"
 PRIOR_FILE = "prior.npy"  # the label-name prototypes a head was trained on top of
 HEAD_ON_PRIOR = "head+prior"  # the kind of a head trained on top of the label-name prior
+BODY_DIR = "body"  # a TunedClassifier's fine-tuned body and tokenizer
+#: Texts whose embeddings a fine-tuned version keeps (its own cache: its body differs from the
+#: shared encoder's); 20,000 x 384 floats is 30 MB.
+TUNED_CACHE = 20_000
 
 
 class Classifier(Protocol):
@@ -148,11 +153,33 @@ class HeadClassifier:
     def load(cls, path: Path, encoder: Encoder) -> "HeadClassifier":
         meta = json.loads((path / META_FILE).read_text())
         prior = None
-        if meta["kind"] == HEAD_ON_PRIOR:
+        if meta["kind"] == HEAD_ON_PRIOR or meta.get("prior_scale") is not None:
             if not (path / PRIOR_FILE).exists():  # not FileNotFoundError: that means "the version vanished"
                 raise ValueError(f"{PRIOR_FILE} is missing")
             prior = LabelPrior(np.load(path / PRIOR_FILE), meta["prior_scale"])
         return cls.from_state(encoder, torch.load(path / HEAD_WEIGHTS, weights_only=True), meta["labels"], prior)
+
+
+class TunedClassifier(HeadClassifier):
+    """"finetune" mode: a fine-tuned copy of the encoder's body under the head (and prior) it was
+    warm-started from and trained with (`training.train_finetune`). It predicts like a head: the
+    body once per text, the head's MC-Dropout draws on top."""
+
+    kind = "finetuned-body"
+
+    def save(self, path: Path) -> None:
+        super().save(path)
+        self.encoder.model.save_pretrained(path / BODY_DIR)
+        self.encoder.tokenizer.save_pretrained(path / BODY_DIR)
+        meta = json.loads((path / META_FILE).read_text())
+        meta.update(kind=self.kind, encoder=BODY_DIR)
+        (path / META_FILE).write_text(json.dumps(meta))
+
+    @classmethod
+    def load(cls, path: Path, max_length: int = 128) -> "TunedClassifier":
+        encoder = Encoder(str(path / BODY_DIR), max_length=max_length, cache_size=TUNED_CACHE)
+        saved = HeadClassifier.load(path, encoder)
+        return cls(encoder, saved.head, saved.labels, saved.prior)
 
 
 class _Fixed(nn.Module):
@@ -243,4 +270,6 @@ def load_classifier_dir(path: Path, encoder: Encoder, max_length: int) -> Classi
     kind = json.loads((Path(path) / META_FILE).read_text())["kind"]
     if kind in (HeadClassifier.kind, HEAD_ON_PRIOR):
         return HeadClassifier.load(Path(path), encoder)
+    if kind == TunedClassifier.kind:
+        return TunedClassifier.load(Path(path), max_length=max_length)
     return TransformerClassifier.load(Path(path), max_length=max_length)

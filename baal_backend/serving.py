@@ -38,8 +38,7 @@ def post_worker_init(worker: Any) -> None:
     warn_if_open(engine.settings, [str(address) for address in worker.cfg.bind])
     if engine.settings.redis_url:
         return  # the RQ worker trains (and resumes); this replica only serves
-    if engine.settings.train_mode == "head":
-        trainer_process.start()
+    trainer_process.start()
     threading.Thread(target=engine.resume, name="resume", daemon=True).start()
 
 

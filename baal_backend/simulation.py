@@ -20,9 +20,10 @@ from tqdm.auto import tqdm
 from . import acquisition, cold_start, stopping
 from .data import TextDataset
 from .encoder import Encoder
+from .model import HeadClassifier
 from .prior import LabelPrior
-from .settings import HEURISTICS
-from .training import TrainConfig, fit_head, train_finetune, train_head_on_embeddings
+from .settings import HEURISTICS, MODE_DEFAULTS
+from .training import TrainConfig, finetune, fit_head, head_config, train_head_on_embeddings
 
 
 COLD_STARTS = ("kmeans", "random", "prior", "kmeans-margin")
@@ -54,14 +55,12 @@ class SimulationConfig:
             raise ValueError("need 0 < seed-size <= budget, batch-size >= 1 and repeats >= 1")
         if self.cold_start not in COLD_STARTS:
             raise ValueError(f"cold start must be one of {', '.join(COLD_STARTS)}")
-        if self.cold_start in ("prior", "kmeans-margin") and not (self.prior and self.mode == "head"):
-            raise ValueError(f"cold start {self.cold_start!r} needs the label-name prior (--prior on, head mode)")
+        if self.cold_start in ("prior", "kmeans-margin") and not self.prior:
+            raise ValueError(f"cold start {self.cold_start!r} needs the label-name prior (--prior on)")
         if self.mc not in ("head", "full"):
             raise ValueError("mc must be 'head' (the server's path) or 'full' (dropout in the whole network)")
         if not 0 <= self.flip < 1:
             raise ValueError("flip is the fraction of wrong labels, in [0, 1)")
-        if self.flip and self.mode != "head":
-            raise ValueError("the suspicious-label check (flip) is implemented for head mode")
         if self.mc == "full" and self.mode != "head":
             raise ValueError("mc 'full' is implemented for head mode")
 
@@ -86,15 +85,12 @@ class _Learner:
         self.flipped = rng.random(len(self.y_true)) < cfg.flip
         shift = rng.integers(1, len(self.labels), len(self.y_true)) if len(self.labels) > 1 else 0
         self.y_pool = np.where(self.flipped, (self.y_true + shift) % len(self.labels), self.y_true)
-        self.train_cfg = TrainConfig(mode=cfg.mode, max_length=cfg.max_length, num_draws=cfg.num_draws, seed=cfg.seed,
-                                     prior=cfg.prior)
-        if cfg.mode == "finetune":
-            self.train_cfg = TrainConfig(mode="finetune", epochs=3, learning_rate=5e-5, batch_size=16,
-                                         max_length=cfg.max_length, num_draws=cfg.num_draws, seed=cfg.seed)
+        self.train_cfg = TrainConfig(mode=cfg.mode, **MODE_DEFAULTS[cfg.mode], max_length=cfg.max_length,
+                                     num_draws=cfg.num_draws, seed=cfg.seed, prior=cfg.prior)
         self.encoder = Encoder(cfg.model, max_length=cfg.max_length)
         self.pool_emb = self.encoder.embed(self.pool_texts)
         self.test_emb = self.encoder.embed(self.test_texts)
-        self.prior = LabelPrior.of(self.encoder, self.labels) if cfg.prior and cfg.mode == "head" else None
+        self.prior = LabelPrior.of(self.encoder, self.labels) if cfg.prior else None
         self.stop_set = np.sort(stopping.hash_order(range(len(self.pool_texts)))[:stopping.STOP_SET])
 
     def zero_labels(self) -> Dict[str, Optional[float]]:
@@ -107,17 +103,21 @@ class _Learner:
         """(test metrics, MC probabilities of the candidates); `seed`: this repeat's training seed."""
         self.train_cfg = replace(self.train_cfg, seed=seed)
         y = self.y_pool[labeled]
+        unlabeled = np.setdiff1d(np.arange(len(self.pool_emb)), labeled)  # what the server's pool holds
+
+        def head() -> HeadClassifier:  # head mode's classifier, fine-tune mode's warm start
+            return train_head_on_embeddings(self.encoder, self.labels, self.pool_emb[labeled], y,
+                                            head_config(self.train_cfg), self.prior, self.pool_emb[unlabeled])
+
         if self.cfg.mode == "head":
-            unlabeled = np.setdiff1d(np.arange(len(self.pool_emb)), labeled)  # what the server's pool holds
-            clf = train_head_on_embeddings(self.encoder, self.labels, self.pool_emb[labeled], y, self.train_cfg, self.prior,
-                                           self.pool_emb[unlabeled])
+            clf = head()
             test_probs = clf.proba_from_embeddings(self.test_emb, self.cfg.num_draws)
             if self.cfg.mc == "full":
                 cand_probs = self._full_mc(clf, candidates)
             else:
                 cand_probs = clf.proba_from_embeddings(self.pool_emb[candidates], self.cfg.num_draws)
         else:
-            clf = train_finetune(self.cfg.model, self.labels, [self.pool_texts[i] for i in labeled], y, self.train_cfg)
+            clf = finetune(self.cfg.model, self.labels, [self.pool_texts[i] for i in labeled], y, self.train_cfg, head)
             test_probs = clf.predict_proba(self.test_texts, self.cfg.num_draws)
             cand_probs = clf.predict_proba([self.pool_texts[i] for i in candidates], self.cfg.num_draws)
         return self._metrics(test_probs.mean(-1)), cand_probs
@@ -126,7 +126,7 @@ class _Learner:
         """The server's suspicious-label list (`fit_head`'s out-of-fold probabilities) for these
         labels: precision at k of the flagged list against the labels the oracle got wrong."""
         y = self.y_pool[labeled]
-        cfg = replace(self.train_cfg, seed=seed)
+        cfg = replace(head_config(self.train_cfg), seed=seed)  # the server's suspicious list comes from its head
         unlabeled = np.setdiff1d(np.arange(len(self.pool_emb)), labeled)
         fit = fit_head(self.pool_emb[labeled], y, labeled, len(self.labels), cfg,
                        self.prior.prototypes if self.prior is not None else None, self.pool_emb[unlabeled])
@@ -168,7 +168,7 @@ class _Learner:
 
     def _pool_prior(self) -> np.ndarray:
         if self.prior is None:
-            raise ValueError("this cold start needs the label-name prior (--prior on, head mode)")
+            raise ValueError("this cold start needs the label-name prior (--prior on)")
         return self.prior.probabilities(self.pool_emb)
 
 

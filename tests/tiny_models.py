@@ -23,8 +23,8 @@ def tiny_bert(path: Path, hidden: int = 32, seed: int = 0) -> Path:
 
 def tiny_distilbert(path: Path, texts: Sequence[str], dim: int = 32, seed: int = 0) -> Path:
     """A 1-layer DistilBERT (the design card's architecture) with a word-level tokenizer built from
-    `texts`: no download, and DistilBERT's own module layout (`distilbert`, `pre_classifier`,
-    `classifier`, `dropout`), not BERT's."""
+    `texts`: no download, and DistilBERT's own body (no token type ids, its own module names),
+    not BERT's."""
     from tokenizers import Tokenizer, models, pre_tokenizers, processors
     from transformers import DistilBertConfig, DistilBertModel, PreTrainedTokenizerFast
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from baal_backend.settings import default_model_path
-from baal_backend.training import TrainConfig, train_finetune
+from baal_backend.training import TrainConfig, train_checkpoint
 from tests.helpers import NEGATIVE, POSITIVE, SENTIMENT, label_config, sentiment_events, task
 from tests.tiny_models import tiny_distilbert
 
@@ -16,7 +16,7 @@ def sentiment_checkpoint(tmp_path_factory):
     texts = NEGATIVE + POSITIVE
     y = np.array([0] * len(NEGATIVE) + [1] * len(POSITIVE))
     cfg = TrainConfig(mode="finetune", epochs=8, learning_rate=1e-4, batch_size=8, max_length=32)
-    clf = train_finetune(default_model_path(), ["negative", "positive"], texts, y, cfg)
+    clf = train_checkpoint(default_model_path(), ["negative", "positive"], texts, y, cfg)
     path = tmp_path_factory.mktemp("checkpoint")
     clf.model.save_pretrained(path)
     clf.tokenizer.save_pretrained(path)
@@ -34,8 +34,23 @@ def test_finetuned_checkpoint_predicts_before_any_annotation(make_app, sentiment
     assert got == ["Positive"] * 5 + ["Negative"] * 5
 
 
+def test_finetune_mode_on_a_finetuned_checkpoint_keeps_its_classifier(make_app, sentiment_checkpoint):
+    """Its own classifier knows the classes: fine-tune mode trains it as is, from its trained rows."""
+    from baal_backend.model import TransformerClassifier
+
+    client = make_app(BASELINE_MODEL_NAME=str(sentiment_checkpoint), TRAIN_MODE="finetune", EVAL_FRACTION=0,
+                      MAX_LENGTH=32)
+    for event in sentiment_events(1, 12):
+        client.post("/webhook", json=event)
+    assert client.engine.jobs.wait_idle("1", 300)
+    version, clf = client.engine.classifier("1")
+    assert version != "v0000" and isinstance(clf, TransformerClassifier) and clf.labels == ("Positive", "Negative")
+    probs = clf.predict_proba(["I love it", "I hate it"], 20).mean(-1)
+    assert probs[0].argmax() == 0 and probs[1].argmax() == 1
+
+
 def test_finetune_mode_trains_with_baal_trainer_and_serves(make_app):
-    client = make_app(TRAIN_MODE="finetune", EPOCHS=2, MAX_LENGTH=32, EVAL_FRACTION=0, LEARNING_RATE=1e-4, BATCH_SIZE=8)
+    client = make_app(TRAIN_MODE="finetune", EPOCHS=2, MAX_LENGTH=32, EVAL_FRACTION=0, BATCH_SIZE=8)
     config = label_config(["Positive", "Negative", "Mixed"], from_name="sentiment")  # 3 outputs, not the default 2
     for event in sentiment_events(1, 12):
         event["project"]["label_config"] = config
@@ -44,15 +59,25 @@ def test_finetune_mode_trains_with_baal_trainer_and_serves(make_app):
     body = client.get("/versions?project=1").json
     assert body["details"][-1]["mode"] == "finetune" and body["details"][-1]["n_labels"] == 12
     path = client.engine.project("1").registry.path(body["current"])
-    assert (path / "config.json").exists() and (path / "classifier.json").exists()
-    saved = json.loads((path / "config.json").read_text())["id2label"]
-    assert saved == {"0": "Positive", "1": "Negative", "2": "Mixed"}  # the label config's order, always
-    # a fresh process loads the fine-tuned version from disk and serves it
+    assert (path / "body" / "config.json").exists() and (path / "head.pt").exists()
+    saved = json.loads((path / "classifier.json").read_text())
+    assert saved["kind"] == "finetuned-body"
+    assert saved["labels"] == ["Positive", "Negative", "Mixed"]  # the label config's order, always
+    # the body was fine-tuned: its weights differ from the base encoder's
+    _, clf = client.engine.classifier("1")
+    assert clf.encoder is not client.engine.encoder and clf.encoder.identity != client.engine.encoder.identity
+    # a fresh process loads the fine-tuned version from disk and serves the same probabilities
     restarted = make_app(model_dir=client.engine.settings.model_dir, TRAIN_MODE="finetune", MAX_LENGTH=32)
-    resp = restarted.post("/predict", json={"tasks": [task(1, "I love it"), task(2, "")], "project": "1.1"})
+    resp = restarted.post("/predict", json={"tasks": [task(1, "I love it"), task(2, ""), task(3, "I hate it")],
+                                            "project": "1.1"})
     results = resp.json["results"]
     assert results[0]["model_version"] == body["current"] and results[1]["result"] == []
+    assert [results[i]["result"][0]["value"]["choices"][0] for i in (0, 2)] == ["Positive", "Negative"]
     assert 0 <= results[0]["score"] <= 1
+    _, reloaded = restarted.engine.classifier("1")
+    texts = ["I love it", "I hate it", "it is fine I guess"]
+    assert np.allclose(clf.predict_proba(texts, 50).mean(-1), reloaded.predict_proba(texts, 50).mean(-1), atol=0.1)
+    assert np.allclose(clf.encoder.embed(texts), reloaded.encoder.embed(texts), atol=1e-5)
 
 
 def test_label_map_never_depends_on_annotated_classes(make_app):
@@ -73,12 +98,12 @@ def test_label_map_never_depends_on_annotated_classes(make_app):
 
 
 def test_the_design_cards_configuration_on_distilbert(make_app, tmp_path):
-    """TRAIN_MODE=finetune + HEURISTIC=bald on DistilBERT's module layout (a tiny random one, built
-    offline): baal patches the head's dropout, BaalTransformersTrainer trains, and the served
-    version's MC draws disagree, so BALD ranks."""
+    """TRAIN_MODE=finetune + HEURISTIC=bald on a DistilBERT body (a tiny random one, built offline):
+    BaalTransformersTrainer trains it under baal's dropout-patched head, and the served version's
+    MC draws disagree, so BALD ranks."""
     from baal.bayesian.dropout import Dropout as MCDropout
 
-    from baal_backend.model import TransformerClassifier
+    from baal_backend.model import TunedClassifier
 
     events = sentiment_events(1, 16)
     base = tiny_distilbert(tmp_path / "distilbert", [e["task"]["data"]["text"] for e in events] + ["I love it", "awful"])
@@ -91,9 +116,9 @@ def test_the_design_cards_configuration_on_distilbert(make_app, tmp_path):
     assert body["details"], body["last_run"]
     assert body["details"][-1]["mode"] == "finetune" and body["details"][-1]["n_labels"] == 16
     version, clf = client.engine.classifier("1")
-    assert isinstance(clf, TransformerClassifier) and type(clf.model).__name__ == "DistilBertForSequenceClassification"
-    assert isinstance(clf.model.dropout, MCDropout)  # the head's dropout, patched
-    assert not any(isinstance(m, MCDropout) for m in clf.model.distilbert.modules())  # the body runs once
+    assert isinstance(clf, TunedClassifier) and type(clf.encoder.model).__name__ == "DistilBertModel"
+    assert isinstance(clf.head.out[0], MCDropout)  # the head's dropout, patched by baal
+    assert not any(isinstance(m, MCDropout) for m in clf.encoder.model.modules())  # the body runs once
     probs = clf.predict_proba(["I love it", "awful", "so happy with the result"], 20)
     assert probs.shape == (3, 2, 20) and probs.std(-1).max() > 0  # the draws disagree
     resp = client.post("/predict", json={"project": "1.1", "tasks": [task(1, "I love it"), task(2, "awful")]})
