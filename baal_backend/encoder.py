@@ -1,6 +1,6 @@
 """The frozen base encoder: texts -> mean-pooled embeddings, computed once per text and cached.
 
-One `Encoder` per base model is shared by every project: it is the only thing projects share.
+One `Encoder` per base model is shared by every project (a fine-tuned version has its own).
 """
 from __future__ import annotations
 

@@ -25,13 +25,13 @@ from .hf import is_finetuned_for, load_classifier, load_tokenizer, match_labels
 from .jobs import TrainingCoordinator
 from .labels import Label, MergeResult, fingerprint
 from .logs import public_error
-from .model import Classifier, HeadClassifier, TransformerClassifier, load_classifier_dir
+from .model import Classifier, TransformerClassifier, load_classifier_dir
 from .prior import LabelPrior, better_than_chance
 from .project import Project
 from .registry import UNTRAINED
 from .schema import Schema, SchemaError, parse_label_config
 from .settings import Settings
-from .training import TrainConfig, fit_finetune_with_quality, fit_head, head_config
+from .training import FINETUNE_RECIPE, TrainConfig, fit_finetune_with_quality, fit_head, head_config
 
 log = logging.getLogger(__name__)
 
@@ -462,8 +462,7 @@ class Engine:
         log.info("project %s: head fitted on %d labels: %d epochs, %d steps, final loss %.4f, %.2f s "
                  "(quality: %s)", project.id, fit["labels"], fit["epochs"], fit["steps"], fit["loss"],
                  fit["seconds"], metrics.get("eval"))
-        refined = LabelPrior(fitted.prototypes, metrics["prior_scale"]) if fitted.prototypes is not None else None
-        clf: Classifier = HeadClassifier.from_state(self.encoder, fitted.state, schema.labels, refined)
+        clf: Classifier = fitted.classifier(self.encoder, schema.labels)
         if self.settings.train_mode == "finetune":
             clf, tuned = fit_finetune_with_quality(self.settings.baseline_model_name, clf, texts, emb, y, groups,
                                                    self.train_config, prior, pool_emb)
@@ -518,6 +517,8 @@ class Engine:
         and (with the prior) the unlabeled pool's size to a power of 2: a pool that
         doubled or halved is worth a retrain, a few more tasks seen are not."""
         recipe = repr(sorted(asdict(self.train_config).items()))
+        if self.settings.train_mode == "finetune":
+            recipe += FINETUNE_RECIPE
         prior = self.settings.label_prior
         classes = "\x1f".join(schema.labels) + (repr(schema.descriptions) if prior else "")
         pool = f"pool<2^{int(pool_size).bit_length()}" if prior else ""

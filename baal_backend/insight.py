@@ -84,7 +84,7 @@ def record(project: Project, version: str, n_labels: int, metrics: Dict, pool_ro
     }
     insight = {"version": version, "pool": pool_rows, "suspicious": suspects,
                "suspicious_reason": None if suspects is not None else
-               "out-of-fold probabilities need head mode, EVAL_FRACTION > 0 and at least 4 labeled tasks"}
+               "out-of-fold probabilities need EVAL_FRACTION > 0 and at least 4 labeled tasks"}
     atomic_write_text(project.registry.path(version) / INSIGHT, json.dumps(insight))
     # the whole history rewritten atomically (never a torn line); only the newest KEEP_STOP_SETS
     # versions keep their stop-set predictions (the stopping signal looks back 2 windows of 10%)

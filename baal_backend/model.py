@@ -1,6 +1,6 @@
 """Classifiers with MC-Dropout: texts -> class probabilities [n, classes, draws].
 
-Both kinds follow one rule that makes 20 draws cheap: the transformer body runs ONCE per text,
+Every kind follows one rule that makes 20 draws cheap: the transformer body runs ONCE per text,
 deterministically, and only the classification head is dropout-patched (baal's `patch_module`)
 and run `draws` times. The tutorial's way, 20 passes through the whole network, costs 20 body
 passes per text; the head is a tiny fraction of that. This is the approximation we make: the

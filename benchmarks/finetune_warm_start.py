@@ -8,7 +8,6 @@ Writes benchmarks/results/finetune_warm_start.json. About 3 minutes on 2 CPU cor
 """
 from __future__ import annotations
 
-import copy
 import json
 import sys
 import time
@@ -20,22 +19,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from baal_backend import simulation, training  # noqa: E402
 from baal_backend.data import load_data  # noqa: E402
-from baal_backend.encoder import Encoder  # noqa: E402
-from baal_backend.hf import load_base_model, load_tokenizer  # noqa: E402
-from baal_backend.model import TUNED_CACHE, TunedClassifier  # noqa: E402
 from baal_backend.settings import default_model_path  # noqa: E402
 
 OUT = Path(__file__).parent / "results" / "finetune_warm_start.json"
-
-
-def kept_head(base: str, warm, texts, y, cfg) -> TunedClassifier:
-    """`train_finetune` without zeroing the warm head's output layer (the variant it replaced)."""
-    tokenizer = load_tokenizer(base)
-    model = training.SentenceModel(load_base_model(base), copy.deepcopy(warm.head), warm.prior)
-    training.train_with_baal(model, model.body, tokenizer, texts, y, cfg)
-    model = model.cpu().eval()
-    encoder = Encoder(base, max_length=cfg.max_length, cache_size=TUNED_CACHE, model=model.body, tokenizer=tokenizer)
-    return TunedClassifier(encoder, model.head, warm.labels, warm.prior)
 
 
 def main() -> None:
@@ -55,7 +41,8 @@ def main() -> None:
                                                  learner.pool_emb[unlabeled])
         result = {"head": learner._metrics(warm.proba_from_embeddings(learner.test_emb, 20).mean(-1))["accuracy"]}
         for name, train in (("finetune, output layer at zero", training.train_finetune),
-                            ("finetune, fitted head kept", kept_head)):
+                            ("finetune, fitted head kept",
+                             lambda *args: training.train_finetune(*args, zero_output=False))):
             started = time.perf_counter()
             clf = train(base, warm, texts, y, learner.train_cfg)
             acc = learner._metrics(clf.predict_proba(test.texts, 20).mean(-1))["accuracy"]

@@ -3,6 +3,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from baal_backend.settings import default_model_path
 from baal_backend.training import TrainConfig, train_checkpoint
@@ -47,6 +48,13 @@ def test_finetune_mode_on_a_finetuned_checkpoint_keeps_its_classifier(make_app, 
     assert version != "v0000" and isinstance(clf, TransformerClassifier) and clf.labels == ("Positive", "Negative")
     probs = clf.predict_proba(["I love it", "I hate it"], 20).mean(-1)
     assert probs[0].argmax() == 0 and probs[1].argmax() == 1
+    # the version on disk is the kind earlier fine-tune releases wrote too: a fresh process serves it
+    restarted = make_app(model_dir=client.engine.settings.model_dir, BASELINE_MODEL_NAME=str(sentiment_checkpoint),
+                         TRAIN_MODE="finetune", MAX_LENGTH=32)
+    again, loaded = restarted.engine.classifier("1")
+    assert again == version and isinstance(loaded, TransformerClassifier)
+    assert np.allclose(loaded.predict_proba(["I love it"], 20).mean(-1), clf.predict_proba(["I love it"], 20).mean(-1),
+                       atol=0.05)
 
 
 def test_finetune_mode_trains_with_baal_trainer_and_serves(make_app):
@@ -125,3 +133,37 @@ def test_the_design_cards_configuration_on_distilbert(make_app, tmp_path):
     results = resp.json["results"]
     assert [r["model_version"] for r in results] == [version] * 2
     assert all(r["result"][0]["value"]["choices"][0] in ("Positive", "Negative") for r in results)
+
+
+def test_finetuning_keeps_a_share_for_classes_nobody_labeled(tmp_path):
+    """As in head mode, each class's prototype is one training example: with labels of class 0
+    only, the loss still pulls class 2 (named, unlabeled) up rather than training it away."""
+    from baal_backend.hf import load_base_model, load_tokenizer
+    from baal_backend.model import MCHead
+    from baal_backend.prior import LabelPrior
+    from baal_backend.training import SentenceModel
+    from tests.tiny_models import tiny_bert
+
+    base = str(tiny_bert(tmp_path / "bert"))
+    rng = np.random.default_rng(0)
+    prototypes = rng.normal(size=(3, 32)).astype(np.float32)
+    prior = LabelPrior(prototypes / np.linalg.norm(prototypes, axis=1, keepdims=True), 10.0)
+    batch = load_tokenizer(base)(["a text", "another text"], padding=True, return_tensors="pt")
+    kept = {}
+    for weight in (0.0, 1.0):
+        torch.manual_seed(0)
+        head = MCHead(32, 3)
+        with torch.no_grad():
+            head.out[1].weight.zero_()
+            head.out[1].bias.zero_()
+        model = SentenceModel(load_base_model(base), head, prior, anchor_weight=weight)
+        opt = torch.optim.AdamW(model.head.parameters(), lr=1e-2)
+        for _ in range(200):
+            loss = model(**batch, labels=torch.tensor([0, 0])).loss
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        between = prior.prototypes[2] + prior.prototypes[0]  # a text as close to class 2's name as to class 0's
+        with torch.no_grad():
+            kept[weight] = float(torch.softmax(model.logits(torch.from_numpy(between / np.linalg.norm(between))[None]), -1)[0, 2])
+    assert kept[0.0] < 0.1 and kept[1.0] > 0.3, kept  # trained away without its prototype, kept with it
