@@ -25,7 +25,7 @@ from .hf import is_finetuned_for, load_classifier, load_tokenizer, match_labels
 from .jobs import TrainingCoordinator
 from .labels import Label, MergeResult, fingerprint
 from .logs import public_error
-from .model import Classifier, TransformerClassifier, load_classifier_dir
+from .model import Classifier, TransformerClassifier, TunedClassifier, load_classifier_dir
 from .prior import LabelPrior, better_than_chance
 from .project import Project
 from .registry import UNTRAINED
@@ -466,7 +466,9 @@ class Engine:
         if self.settings.train_mode == "finetune":
             clf, tuned = fit_finetune_with_quality(self.settings.baseline_model_name, clf, texts, emb, y, groups,
                                                    self.train_config, prior, pool_emb)
-            metrics = {**tuned, **{k: metrics[k] for k in ("prior_scale", "name_scale") if k in metrics}}
+            if isinstance(clf, TunedClassifier):  # a checkpoint's own classifier does not use the prior
+                tuned.update({k: metrics[k] for k in ("prior_scale", "name_scale") if k in metrics})
+            metrics = tuned
         meta = {
             "project": project.id,
             "mode": self.settings.train_mode,

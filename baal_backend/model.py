@@ -122,10 +122,6 @@ class HeadClassifier:
         self.labels = tuple(labels)
         self.prior = prior
 
-    @classmethod
-    def new(cls, encoder: Encoder, labels: Sequence[str], seed: int = 0) -> "HeadClassifier":
-        return cls(encoder, MCHead(encoder.dim, len(labels), generator=torch.Generator().manual_seed(seed)), labels)
-
     def predict_proba(self, texts: Sequence[str], draws: int) -> np.ndarray:
         return self.proba_from_embeddings(self.encoder.embed(texts), draws)
 
