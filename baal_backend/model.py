@@ -130,12 +130,16 @@ class HeadClassifier:
 
     def save(self, path: Path) -> None:
         torch.save(self.head.state_dict(), path / HEAD_WEIGHTS)
-        meta = {"kind": self.kind, "labels": list(self.labels), "encoder": self.encoder.name_or_path}
         if self.prior is not None:
             np.save(path / PRIOR_FILE, self.prior.prototypes)
+        (path / META_FILE).write_text(json.dumps(self._meta()))
+
+    def _meta(self) -> Dict[str, Any]:
+        meta = {"kind": self.kind, "labels": list(self.labels), "encoder": self.encoder.name_or_path}
+        if self.prior is not None:
             # its own kind: code from before the prior refuses it rather than serve the head alone
             meta.update(kind=HEAD_ON_PRIOR, prior_scale=self.prior.scale)
-        (path / META_FILE).write_text(json.dumps(meta))
+        return meta
 
     @classmethod
     def from_state(cls, encoder: Encoder, state: Dict[str, Any], labels: Sequence[str],
@@ -167,9 +171,9 @@ class TunedClassifier(HeadClassifier):
         super().save(path)
         self.encoder.model.save_pretrained(path / BODY_DIR)
         self.encoder.tokenizer.save_pretrained(path / BODY_DIR)
-        meta = json.loads((path / META_FILE).read_text())
-        meta.update(kind=self.kind, encoder=BODY_DIR)
-        (path / META_FILE).write_text(json.dumps(meta))
+
+    def _meta(self) -> Dict[str, Any]:
+        return {**super()._meta(), "kind": self.kind, "encoder": BODY_DIR}
 
     @classmethod
     def load(cls, path: Path, max_length: int = 128) -> "TunedClassifier":

@@ -60,6 +60,10 @@ class LabelPrior:
         means = np.stack([part.mean(0) for part in np.split(emb, ends[:-1])])
         return cls(unit(means))
 
+    def named(self) -> np.ndarray:
+        """Indices of the classes with a prototype (an empty one, all zeros, teaches nothing)."""
+        return np.flatnonzero(np.linalg.norm(self.prototypes, axis=1) > 0)
+
     def logits(self, emb: np.ndarray) -> np.ndarray:
         """[n, classes] logits of unit-length embeddings."""
         return (self.scale * (np.asarray(emb, dtype=np.float32) @ self.prototypes.T)).astype(np.float32)

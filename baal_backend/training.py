@@ -65,7 +65,7 @@ def train_mc_head(emb: np.ndarray, y: np.ndarray, n_classes: int, cfg: TrainConf
     head = MCHead(emb.shape[1], n_classes, generator=gen)
     if prior is not None and prior.scale > 0:
         # each class's name is one more example of it: classes with no label yet keep their share
-        named = np.flatnonzero(np.linalg.norm(prior.prototypes, axis=1) > 0)  # an empty prototype teaches nothing
+        named = prior.named()
         emb = np.concatenate([emb, prior.prototypes[named]])
         y = np.concatenate([y, named])
     x, t = torch.from_numpy(np.ascontiguousarray(emb, dtype=np.float32)), torch.as_tensor(y, dtype=torch.long)
@@ -184,7 +184,7 @@ class SentenceModel(nn.Module):
         super().__init__()
         self.body, self.head = body, head
         on = prior is not None and prior.scale > 0
-        named = np.flatnonzero(np.linalg.norm(prior.prototypes, axis=1) > 0) if on else np.empty(0, dtype=np.int64)
+        named = prior.named() if on else np.empty(0, dtype=np.int64)
         self.register_buffer("prior_weights", torch.from_numpy(prior.scale * prior.prototypes) if on else None)
         self.register_buffer("anchors", torch.from_numpy(prior.prototypes[named]) if on else None)
         self.register_buffer("anchor_labels", torch.from_numpy(named))
