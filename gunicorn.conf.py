@@ -1,10 +1,11 @@
 # gunicorn reads this file when started from this directory: `gunicorn _wsgi:app`.
-# One worker per MODEL_DIR (it owns the training threads); threads serve requests concurrently.
-from baal_backend.serving import GRACEFUL_TIMEOUT, post_worker_init, worker_exit  # noqa: F401 (hooks)
+# The settings are `baal_backend.serving.gunicorn_settings`, as for `python _wsgi.py`: one worker
+# per MODEL_DIR (it owns the training threads), request threads fed only whole requests.
+import sys
+from pathlib import Path
 
-bind = "0.0.0.0:9090"
-workers = 1
-threads = 8
-timeout = 300
-graceful_timeout = GRACEFUL_TIMEOUT
-control_socket_disable = True  # one shared socket path would clash between instances
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # `gunicorn -c /path/to/gunicorn.conf.py` from elsewhere
+
+from baal_backend.serving import gunicorn_settings  # noqa: E402
+
+globals().update(gunicorn_settings())
