@@ -6,7 +6,10 @@ travels in one JSON script element; texts are written into the page as text node
 """
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
+import re
 import time
 from functools import lru_cache
 from typing import Dict
@@ -15,9 +18,6 @@ from . import insight
 from .engine import Engine
 
 DEFAULT_THRESHOLD = 0.3  # margin <= 0.3: the source notebook's "uncertain" texts
-#: The page runs only its own inline scripts and reaches nothing outside itself.
-CSP = ("default-src 'none'; script-src 'unsafe-inline' 'unsafe-eval'; style-src 'unsafe-inline'; img-src data: blob:; "
-       "font-src data:; frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
 
 
 def collect(engine: Engine, project_id: str) -> Dict:
@@ -45,6 +45,8 @@ def collect(engine: Engine, project_id: str) -> Dict:
         "suspicious": latest.get("suspicious") or [],
         "suspicious_reason": latest.get("suspicious_reason"),
         "training": {"running": engine.jobs.is_training(project_id), "last_run": project.last_run},
+        # what needs fixing for this project (e.g. "push:<id>": a push to Label Studio failed)
+        "problems": sorted(text for key, text in engine.problems.items() if key.partition(":")[2] == project_id),
         "threshold": DEFAULT_THRESHOLD,
     }
 
@@ -56,11 +58,23 @@ def _plotly_js() -> str:
     return get_plotlyjs()
 
 
+@lru_cache(maxsize=1)
+def csp() -> str:
+    """The page's Content-Security-Policy: it runs its two inline scripts (plotly.js and the page's
+    own, named by their sha256), no other script and no eval, and reaches nothing outside itself.
+    Styles stay 'unsafe-inline': plotly.js writes style rules and style attributes as it draws."""
+    hashes = " ".join("'sha256-" + base64.b64encode(hashlib.sha256(script.encode()).digest()).decode() + "'"
+                      for script in (_plotly_js(), _APP))
+    return (f"default-src 'none'; script-src {hashes}; style-src 'unsafe-inline'; img-src data: blob:; "
+            "font-src data:; frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
+
+
 def render(data: Dict) -> str:
-    """The HTML page of `collect`'s data."""
+    """The HTML page of `collect`'s data (served with `csp()`)."""
     payload = json.dumps(data).replace("<", "\\u003c")  # nothing in the data can close the script element
-    return (_PAGE.replace("{{PLOTLY}}", _plotly_js()).replace("{{DATA}}", payload)
-            .replace("{{TITLE}}", f"Active learning report, project {int(data['project'])}"))
+    parts = {"PLOTLY": _plotly_js(), "APP": _APP, "DATA": payload,
+             "TITLE": f"Active learning report, project {int(data['project'])}"}
+    return re.sub(r"\{\{(PLOTLY|APP|DATA|TITLE)\}\}", lambda m: parts[m.group(1)], _PAGE)  # one pass: no part is re-read
 
 
 _PAGE = """<!doctype html>
@@ -97,7 +111,13 @@ th{background:#fafafa}.num{text-align:right;font-variant-numeric:tabular-nums}.m
 <div id="suspicious-note" class="muted"></div>
 <table id="suspicious"><thead><tr><th>task</th><th>text</th><th>label</th><th class="num">p(label)</th><th>model says</th><th class="num">p</th></tr></thead><tbody></tbody></table>
 <script type="application/json" id="data">{{DATA}}</script>
-<script>
+<script>{{APP}}</script>
+</body></html>
+"""
+
+#: The page's script: it draws from the data element; plotly reads its labels as HTML-like markup
+#: (`<a href>` becomes a link), so each text from the project goes in through `esc`.
+_APP = """
 "use strict";
 const D = JSON.parse(document.getElementById("data").textContent);
 const CFG = {displaylogo: false, responsive: true};
@@ -108,31 +128,34 @@ function row(tbody, cells) {
   for (const [value, cls] of cells) { const td = text(document.createElement("td"), value); if (cls) td.className = cls; tr.appendChild(td); }
   tbody.appendChild(tr);
 }
+const esc = (s) => String(s).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");  // plotly's markup
 function when(t) { return t ? new Date(t * 1000).toISOString().replace("T", " ").slice(0, 19) + " UTC" : ""; }
 
 // training status and the stopping signal
 const run = D.training.last_run || {};
-text($("status"), (D.training.running ? "Training: running or queued. " : "Training: idle. ") +
+const running = D.training.running === null ? "Training: unknown (the training queue cannot be reached). " :
+  D.training.running ? "Training: running or queued. " : "Training: idle. ";
+text($("status"), running +
   (run.status ? `Last run: ${run.status}` + (run.version ? ` (${run.version})` : "") +
    (run.seconds !== undefined ? `, ${run.seconds} s` : "") + (run.at ? `, at ${run.at}` : "") +
    (run.error ? `. Error: ${run.error}` : "") + (run.reason ? `. ${run.reason}` : "") : "No training run yet.") +
-  ` Serving ${D.current}.`);
-if (run.status === "failed") $("status").classList.add("fail");
+  ` Serving ${D.current}.` + D.problems.map((p) => ` Problem: ${p}.`).join(""));
+if (run.status === "failed" || D.problems.length) $("status").classList.add("fail");
 text($("stopping"), (D.stopping.stop ? "Stop signal: " : "Stop signal: not yet. ") + D.stopping.reason);
 $("stopping").classList.add(D.stopping.stop ? "stop" : "go");
 
 // labels
 Plotly.newPlot("labels-time", [{x: D.labels_over_time.map(p => new Date(p[0] * 1000)), y: D.labels_over_time.map(p => p[1]),
-  mode: "lines", line: {shape: "hv"}, name: "labels"}], {margin: {t: 10}, yaxis: {title: "labels"}}, CFG);
+  mode: "lines", line: {shape: "hv"}, name: "labels"}], {margin: {t: 10}, yaxis: {title: {text: "labels"}}}, CFG);
 const classes = Object.keys(D.labels_per_class);
-Plotly.newPlot("labels-class", [{type: "bar", x: classes, y: classes.map(c => D.labels_per_class[c])}],
-  {margin: {t: 10, b: 90}, yaxis: {title: "labels"}}, CFG);
+Plotly.newPlot("labels-class", [{type: "bar", x: classes.map(esc), y: classes.map(c => D.labels_per_class[c])}],
+  {margin: {t: 10, b: 90}, yaxis: {title: {text: "labels"}}}, CFG);
 
 // learning curve with the stopping signal marked
 const measured = D.versions.filter(v => v.accuracy !== null && v.accuracy !== undefined);
 const curve = [
-  {x: measured.map(v => v.n_labels), y: measured.map(v => v.accuracy), text: measured.map(v => v.version), mode: "lines+markers", name: "accuracy"},
-  {x: measured.map(v => v.n_labels), y: measured.map(v => v.macro_f1), text: measured.map(v => v.version), mode: "lines+markers", name: "macro-F1"},
+  {x: measured.map(v => v.n_labels), y: measured.map(v => v.accuracy), text: measured.map(v => esc(v.version)), mode: "lines+markers", name: "accuracy"},
+  {x: measured.map(v => v.n_labels), y: measured.map(v => v.macro_f1), text: measured.map(v => esc(v.version)), mode: "lines+markers", name: "macro-F1"},
 ];
 const shapes = [], notes = [];
 if (D.stopping.stop && D.stopping.checks.length) {
@@ -140,12 +163,12 @@ if (D.stopping.stop && D.stopping.checks.length) {
   shapes.push({type: "line", x0: at, x1: at, y0: 0, y1: 1, yref: "paper", line: {color: "#2a9d4b", dash: "dash"}});
   notes.push({x: at, y: 1, yref: "paper", text: "you could stop", showarrow: false, xanchor: "right"});
 }
-Plotly.newPlot("curve", curve, {margin: {t: 10}, xaxis: {title: "labels"}, yaxis: {title: "held-out", range: [0, 1.02]},
+Plotly.newPlot("curve", curve, {margin: {t: 10}, xaxis: {title: {text: "labels"}}, yaxis: {title: {text: "held-out"}, range: [0, 1.02]},
   shapes: shapes, annotations: notes}, CFG);
 
 // uncertainty histogram (1 - margin between the two most probable classes)
 Plotly.newPlot("uncertainty", [{type: "histogram", x: D.pool.map(r => 1 - r.margin), nbinsx: 20}],
-  {margin: {t: 10}, xaxis: {title: "uncertainty (1 - margin)", range: [0, 1]}, yaxis: {title: "unlabeled texts"}}, CFG);
+  {margin: {t: 10}, xaxis: {title: {text: "uncertainty (1 - margin)"}, range: [0, 1]}, yaxis: {title: {text: "unlabeled texts"}}}, CFG);
 
 // class probabilities: both classes for a binary project, the top two otherwise; the band margin <= t shaded
 const binary = D.classes.length === 2;
@@ -157,10 +180,10 @@ function band(t) {
   if (binary) return [{type: "rect", x0: (1 - t) / 2, x1: (1 + t) / 2, y0: 0, y1: 1, fillcolor: "orange", opacity: 0.2, line: {width: 0}}];
   return [{type: "path", path: `M ${t},0 L 1,${1 - t} L 1,1 L 0,0 Z`, fillcolor: "orange", opacity: 0.15, line: {width: 0}}];
 }
-Plotly.newPlot("scatter", [{x: sx, y: sy, mode: "markers", type: "scattergl", marker: {size: 5, opacity: 0.6},
-  text: D.pool.map(r => `task ${r.task}: ${r.text.slice(0, 80)}`), hoverinfo: "text"}],
-  {margin: {t: 10}, xaxis: {title: binary ? "p(" + D.classes[0] + ")" : "p(most probable)", range: [0, 1]},
-   yaxis: {title: binary ? "p(" + D.classes[1] + ")" : "p(runner-up)", range: [0, 1]}, shapes: band(D.threshold)}, CFG);
+Plotly.newPlot("scatter", [{x: sx, y: sy, mode: "markers", type: "scatter", marker: {size: 5, opacity: 0.6},  // SVG: WebGL's scattergl needs eval
+  text: D.pool.map(r => esc(`task ${r.task}: ${r.text.slice(0, 80)}`)), hoverinfo: "text"}],
+  {margin: {t: 10}, xaxis: {title: {text: binary ? "p(" + esc(D.classes[0]) + ")" : "p(most probable)"}, range: [0, 1]},
+   yaxis: {title: {text: binary ? "p(" + esc(D.classes[1]) + ")" : "p(runner-up)"}, range: [0, 1]}, shapes: band(D.threshold)}, CFG);
 
 // the to-label table, its threshold and its exports
 let selected = [];
@@ -184,10 +207,10 @@ function download(name, type, content) {
   a.download = name; document.body.appendChild(a); a.click(); a.remove();
 }
 const flat = (r) => ({task: r.task, text: r.text, top: r.top[0], p_top: r.top[1], second: r.second[0], p_second: r.second[1], margin: r.margin, score: r.score});
-const quote = (v) => {  // CSV-quoted, and a leading = + - @ kept from starting a spreadsheet formula
+const quote = (v) => {  // CSV-quoted (any , " CR or LF), and a leading = + - @ tab or CR kept from starting a formula
   let t = String(v);
   if (typeof v === "string" && /^[=+\\-@\\t\\r]/.test(t)) t = "'" + t;
-  return /[",\\n]/.test(t) ? '"' + t.replace(/"/g, '""') + '"' : t;
+  return /[",\\r\\n]/.test(t) ? '"' + t.replace(/"/g, '""') + '"' : t;
 };
 $("csv").addEventListener("click", () => {
   const rows = selected.map(flat), head = ["task", "text", "top", "p_top", "second", "p_second", "margin", "score"];
@@ -201,6 +224,4 @@ const sbody = $("suspicious").tBodies[0];
 for (const s of D.suspicious)
   row(sbody, [[String(s.task)], [s.text], [s.label], [s.p_label.toFixed(3), "num"], [s.model_says], [s.p_model.toFixed(3), "num"]]);
 text($("suspicious-note"), D.suspicious.length ? `${D.suspicious.length} labels` : (D.suspicious_reason || "no label looks wrong to the model"));
-</script>
-</body></html>
 """

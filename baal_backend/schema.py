@@ -9,6 +9,10 @@ from typing import Tuple
 #: Object tags whose content is text the classifier can read.
 SOURCES = ("text", "hypertext", "paragraphs")
 
+#: A label config is refused above this size (UTF-8): 1000 choices with a 300-character hint
+#: each are some 350 KB. Every annotation webhook re-parses the stored config.
+MAX_CONFIG_KB = 512
+
 
 class SchemaError(ValueError):
     """The label config cannot be served by a single-label text classifier."""
@@ -49,6 +53,13 @@ def parse_label_config(config: str) -> Schema:
     """Find the one Choices/Text pair of a label config, or raise `SchemaError` saying why not."""
     if not isinstance(config, str) or not config.strip():
         raise SchemaError("the label config is empty")
+    limit = MAX_CONFIG_KB * 1024
+    if len(config) > limit or len(config.encode("utf-8", "surrogatepass")) > limit:  # no copy of a huge one
+        raise SchemaError(f"the label config has {len(config):,} characters, over the {MAX_CONFIG_KB} KB this backend reads")
+    if "<!DOCTYPE" in config or "<!ENTITY" in config:
+        # before parsing: expat expands entities even when a handler stops at the DOCTYPE
+        raise SchemaError("the label config declares a DTD or an entity (<!DOCTYPE, <!ENTITY); Label Studio "
+                          "configs need neither, and entity expansion is refused")
     try:
         root = ET.fromstring(config)
     except ET.ParseError as exc:
