@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, Dict
+from typing import Callable, Dict, List
 
 from .logs import request_id
 
@@ -88,6 +88,10 @@ class TrainingCoordinator:
 
     def queue_depth(self) -> int:
         return self.busy()
+
+    def problems(self) -> List[str]:
+        """Nothing outside this process to be unreachable (`/health`)."""
+        return []
 
     def runs(self, project_id: str) -> int:
         """How many runs this process has started for the project."""

@@ -21,8 +21,8 @@ PREDICT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 100.0)
 class Metrics(Listener):
     """The process's registry; subscribed to the engine for training runs (in-process runner)."""
 
-    def __init__(self, queue_depth: Callable[[], int], versions: Callable[[], Dict[str, str]],
-                 run_stats: Optional[Callable[[], Dict[str, float]]] = None):
+    def __init__(self, queue_depth: Callable[[], Optional[int]], versions: Callable[[], Dict[str, str]],
+                 run_stats: Optional[Callable[[], Optional[Dict[str, float]]]] = None):
         self.registry = CollectorRegistry()
         self.predict_seconds = Histogram("baal_predict_seconds", "Time to answer /predict", registry=self.registry,
                                          buckets=PREDICT_BUCKETS)
@@ -42,14 +42,16 @@ class Metrics(Listener):
 
 
 class _StateCollector(Collector):
-    """Read at scrape time: queue depth, each project's current version, runs counted elsewhere."""
+    """Read at scrape time: queue depth, each project's current version, runs counted elsewhere
+    (with Redis: `baal_redis_up`, and no queue depth nor run counts while it does not answer)."""
 
     def __init__(self, queue_depth, versions, run_stats):
         self.queue_depth, self.versions, self.run_stats = queue_depth, versions, run_stats
 
     def collect(self) -> Iterator:
-        yield GaugeMetricFamily("baal_training_queue", "Projects with a training run going or queued",
-                                value=self.queue_depth())
+        depth = self.queue_depth()
+        if depth is not None:
+            yield GaugeMetricFamily("baal_training_queue", "Projects with a training run going or queued", value=depth)
         current = GaugeMetricFamily("baal_current_version", "Number of each project's current version (0: untrained)",
                                     labels=["project"])
         for project, version in sorted(self.versions().items()):
@@ -57,6 +59,10 @@ class _StateCollector(Collector):
         yield current
         if self.run_stats is not None:
             stats = self.run_stats()
+            yield GaugeMetricFamily("baal_redis_up", "1 when Redis answers, 0 when it does not",
+                                    value=int(stats is not None))
+            if stats is None:
+                return
             runs = CounterMetricFamily("baal_training_runs", "Training runs, by outcome", labels=["outcome"])
             for key, value in sorted(stats.items()):
                 if key.startswith("outcome:"):

@@ -2,7 +2,12 @@
 worker (`python -m baal_backend worker`) trains.
 
 * One run at a time per project across every replica and worker: a Redis lock per project
-  (kept alive while the run goes, so a dead worker's lock expires in `LOCK_SECONDS`).
+  (kept alive while the run goes, so a dead worker's lock expires in `LOCK_SECONDS`). Every
+  worker looks for projects a killed worker left behind (`RedisTrainingQueue.recover`): once the
+  lock expired, the run it had taken, and any request that came meanwhile, get a job.
+* Redis down: a training request is kept in the project's directory (`DEFERRED`) and answered
+  "deferred"; a background loop sends it once Redis answers again (`retry_deferred`). Reads say
+  "unknown" (None) instead of failing, and `problems()` says what is wrong for `/health`.
 * Bursts coalesce across replicas: a request only sets the project's "pending" flag, and enqueues
   a job when none is queued yet. A job drains the flag: while it is set, clear it and run. A burst
   of webhooks to any number of replicas gives one or two runs, the last on every label.
@@ -13,24 +18,46 @@ Same interface as the in-process `jobs.TrainingCoordinator`.
 """
 from __future__ import annotations
 
+import json
 import logging
+import os
 import threading
 import time
-from typing import Dict, Optional
+from pathlib import Path
+from typing import Dict, List, Optional
 
 from redis import Redis
-from redis.exceptions import LockError
+from redis.exceptions import LockError, RedisError
 from rq import Queue
 
 from .events import Listener
-from .logs import request_id
+from .logs import mask_credentials, public_error, request_id
+from .registry import atomic_write_text
 
 log = logging.getLogger(__name__)
 
-LOCK_SECONDS = 60  # a run's lock outlives a dead worker by at most this long
+LOCK_SECONDS = 20  # a run's lock outlives a dead worker by at most this long
 QUEUED_SECONDS = 6 * 3600  # a queued job that never started stops blocking new ones after this
 JOB_TIMEOUT = 6 * 3600  # the longest run RQ lets a job take (fine-tuning on a CPU is slow)
+CONNECT_SECONDS = 5  # an unreachable Redis host fails a request after this, not the OS's minutes
+RETRY_SECONDS = 2.0  # how often requests kept while Redis was unreachable are sent again
+RECOVER_SECONDS = 5.0  # how often a worker looks for projects a killed worker left stranded
+DEFERRED = "training_deferred.json"  # in a project's directory: a request Redis did not take
 STATS = "baal:runstats"
+
+#: KEYS: lock, running, pending, queued; ARGV: queued's expiry. A project whose lock is gone but
+#: whose run was taken (`running`: its worker died) gets that run back as pending; a project with
+#: a request pending and no job queued gets one (returns 1: the caller enqueues it).
+_RECOVER = """
+if redis.call('exists', KEYS[1]) == 1 then return 0 end
+if redis.call('exists', KEYS[2]) == 1 then
+  redis.call('set', KEYS[3], 1)
+  redis.call('del', KEYS[2])
+end
+if redis.call('exists', KEYS[3]) == 0 then return 0 end
+if redis.call('set', KEYS[4], 1, 'NX', 'EX', ARGV[1]) then return 1 end
+return 0
+"""
 
 
 def _key(kind: str, project_id: str) -> str:
@@ -38,23 +65,134 @@ def _key(kind: str, project_id: str) -> str:
 
 
 class RedisTrainingQueue:
-    """`request` / `is_training` / `wait_idle` / `busy` / `queue_depth` / `shutdown`, over Redis."""
+    """`request` / `is_training` / `wait_idle` / `busy` / `queue_depth` / `shutdown`, over Redis.
 
-    def __init__(self, redis_url: str, queue: str):
-        self.redis = Redis.from_url(redis_url)
+    `state_dir` (MODEL_DIR/projects) keeps the requests Redis could not take."""
+
+    def __init__(self, redis_url: str, queue: str, state_dir: Path):
+        self.url = mask_credentials(redis_url)
+        self.redis = Redis.from_url(redis_url, socket_connect_timeout=CONNECT_SECONDS)
         self.queue = Queue(queue, connection=self.redis)
+        self.state_dir = state_dir
+        self._recover = self.redis.register_script(_RECOVER)
+        self._retry_lock = threading.Lock()
+        self._retrying: Optional[threading.Thread] = None
 
     def request(self, project_id: str, sync: bool = False) -> str:
-        """Mark the project as needing a run; enqueue a job unless one is queued already."""
+        """Mark the project as needing a run and enqueue a job unless one is queued already:
+        "queued". "deferred" when Redis does not answer: the request is kept on disk and sent
+        when it does, so a stored label never waits for a run that nobody queued."""
+        try:
+            self._send(project_id, sync)
+        except RedisError as exc:
+            self._defer(project_id, sync, exc)
+            return "deferred"
+        return "queued"
+
+    def _send(self, project_id: str, sync: bool, force: bool = False) -> None:
+        """`force`: enqueue even if a job seems queued (a kept request: the outage may have cut
+        its first attempt between setting `queued` and enqueueing; a spare job is harmless)."""
         pipe = self.redis.pipeline()
         pipe.set(_key("pending", project_id), 1)
         if sync:
             pipe.set(_key("sync", project_id), 1)
         pipe.set(_key("queued", project_id), 1, nx=True, ex=QUEUED_SECONDS)
         fresh = pipe.execute()[-1]
-        if fresh:
+        if fresh or force:
             self._enqueue(project_id)
-        return "queued"
+
+    def _defer(self, project_id: str, sync: bool, exc: RedisError) -> None:
+        """Keep the request in the project's directory; the retry loop sends it."""
+        marker = self.state_dir / project_id / DEFERRED
+        try:
+            atomic_write_text(marker, json.dumps({"sync": sync or _kept_sync(marker)}))
+        except OSError as error:  # no project directory (deleted) or MODEL_DIR unwritable
+            log.error("project %s: %s; the training request cannot be kept either (%s)", project_id,
+                      self._unreachable(exc), public_error(error))
+            return
+        log.warning("project %s: %s; training request kept, queued when Redis answers", project_id,
+                    self._unreachable(exc))
+        self.retry_deferred()
+
+    def retry_deferred(self) -> None:
+        """Send the kept requests in the background, every `RETRY_SECONDS` until Redis answers
+        (one loop per process; it ends when none is left)."""
+        with self._retry_lock:
+            if self._retrying is None:
+                self._retrying = threading.Thread(target=self._retry_loop, name="redis-retry", daemon=True)
+                self._retrying.start()
+
+    def _retry_loop(self) -> None:
+        while True:
+            with self._retry_lock:  # a request kept after this check starts a new loop
+                if not self._kept():
+                    self._retrying = None
+                    return
+            try:
+                sent = self._send_kept()
+                if sent:
+                    log.info("Redis at %s answers again: queued the training requests kept for projects %s",
+                             self.url, ", ".join(sent))
+            except RedisError:
+                pass
+            except Exception:  # noqa: BLE001 - the loop must outlive a surprise, or kept requests wait forever
+                log.exception("sending the training requests kept while Redis was unreachable failed")
+            time.sleep(RETRY_SECONDS)
+
+    def _kept(self) -> List[Path]:
+        return sorted(self.state_dir.glob(f"*/{DEFERRED}"))
+
+    def _send_kept(self) -> List[str]:
+        """Send every kept request (each claimed by a rename, so one process sends it); returns
+        their projects. A RedisError puts the one in hand back."""
+        sent = []
+        for marker in self._kept():
+            claimed = marker.with_name(f".{DEFERRED}.{os.getpid()}")
+            try:
+                marker.rename(claimed)
+            except FileNotFoundError:  # another replica took it
+                continue
+            try:
+                self._send(marker.parent.name, _kept_sync(claimed), force=True)
+            except RedisError:
+                try:
+                    os.link(claimed, marker)  # unless a newer request was kept meanwhile: it covers this one
+                except FileExistsError:
+                    pass
+                raise
+            finally:
+                claimed.unlink()
+            sent.append(marker.parent.name)
+        return sent
+
+    def _unreachable(self, exc: BaseException) -> str:
+        return f"Redis at {self.url} is unreachable: {public_error(exc)}"
+
+    def problems(self) -> List[str]:
+        """What `/health` lists: Redis not answering now (asked now), and what that means."""
+        try:
+            self.redis.ping()
+        except RedisError as exc:
+            kept = len(self._kept())
+            return [f"{self._unreachable(exc)}; labels are still stored, training waits ({kept} project(s) with a "
+                    "training request kept on disk, queued when Redis answers)"]
+        return []
+
+    def recover(self) -> List[str]:
+        """Queue a job for each project a killed worker left stranded: its lock expired with the
+        run it had taken, or a request pending, and no job queued. Returns those projects."""
+        projects = {key.decode().split(":", 2)[2] for kind in ("running", "pending")
+                    for key in self.redis.scan_iter(match=_key(kind, "*"), count=1000)}
+        stranded = []
+        for project_id in sorted(projects):
+            keys = [_key(kind, project_id) for kind in ("lock", "running", "pending", "queued")]
+            if self._recover(keys=keys, args=[QUEUED_SECONDS]):
+                self._enqueue(project_id)
+                stranded.append(project_id)
+        if stranded:
+            log.warning("projects %s: a worker stopped in the middle of their runs; queued them again",
+                        ", ".join(stranded))
+        return stranded
 
     def _enqueue(self, project_id: str) -> None:
         try:
@@ -63,14 +201,18 @@ class RedisTrainingQueue:
             self.redis.delete(_key("queued", project_id))  # or every later request would wait on a job that never was
             raise
 
-    def is_training(self, project_id: str) -> bool:
-        """A run going (its lock) or asked for (a queued job or the pending flag), anywhere."""
-        keys = [_key(kind, project_id) for kind in ("queued", "pending", "lock")]
-        return bool(self.redis.exists(*keys))
+    def is_training(self, project_id: str) -> Optional[bool]:
+        """A run going (its lock), asked for (a queued job or the pending flag) or left by a
+        killed worker (`running`), anywhere; None when Redis does not answer (unknown)."""
+        keys = [_key(kind, project_id) for kind in ("queued", "pending", "lock", "running")]
+        try:
+            return bool(self.redis.exists(*keys))
+        except RedisError:
+            return None
 
     def wait_idle(self, project_id: str, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
-        while self.is_training(project_id):
+        while self.is_training(project_id) is not False:
             if time.monotonic() > deadline:
                 return False
             time.sleep(0.1)
@@ -84,8 +226,12 @@ class RedisTrainingQueue:
         """Runs going in this process: none, the worker trains."""
         return 0
 
-    def queue_depth(self) -> int:
-        return self.queue.count
+    def queue_depth(self) -> Optional[int]:
+        """Jobs in the RQ queue; None when Redis does not answer."""
+        try:
+            return self.queue.count
+        except RedisError:
+            return None
 
     def shutdown(self, grace: float) -> bool:
         return True
@@ -108,13 +254,19 @@ def train_job(project_id: str) -> None:
     keeper = threading.Thread(target=_keep_alive, args=(lock, alive, project_id), daemon=True)
     keeper.start()
     try:
-        while redis.getdel(_key("pending", project_id)):
+        while True:
+            pipe = redis.pipeline()  # the run is taken: if this worker dies, `recover` gives it back
+            pipe.set(_key("running", project_id), 1)
+            pipe.getdel(_key("pending", project_id))
+            if not pipe.execute()[-1]:
+                break
             sync = bool(redis.getdel(_key("sync", project_id)))
             redis.incr(_key("runs", project_id))
             engine.train(project_id, sync)
     finally:
         alive.set()
         keeper.join()
+        redis.delete(_key("running", project_id))  # ended (a failed run is recorded, not retried)
         try:
             lock.release()
         except LockError:
@@ -150,8 +302,12 @@ class RunStats(Listener):
         pipe.hincrbyfloat(STATS, "seconds", seconds)
         pipe.execute()
 
-    def read(self) -> Dict[str, float]:
-        return {k.decode(): float(v) for k, v in self.redis.hgetall(STATS).items()}
+    def read(self) -> Optional[Dict[str, float]]:
+        """The runs added up so far; None when Redis does not answer."""
+        try:
+            return {k.decode(): float(v) for k, v in self.redis.hgetall(STATS).items()}
+        except RedisError:
+            return None
 
 
 _engine = None
@@ -183,5 +339,26 @@ def run_worker(engine, queue: Optional[str] = None) -> None:
     from rq.worker import SimpleWorker
 
     set_worker_engine(engine)
+    threading.Thread(target=_recover_loop, args=(engine.jobs,), name="recover", daemon=True).start()
     worker = SimpleWorker([queue or engine.settings.rq_queue], connection=engine.jobs.redis)
     worker.work(with_scheduler=False)
+
+
+def _recover_loop(jobs: RedisTrainingQueue) -> None:
+    """Every `RECOVER_SECONDS`: queue what killed workers left (`RedisTrainingQueue.recover`)."""
+    while True:
+        try:
+            jobs.recover()
+        except RedisError:
+            pass  # RQ's worker loop logs the outage
+        except Exception:  # noqa: BLE001 - the loop must outlive a surprise
+            log.exception("looking for projects a killed worker left failed")
+        time.sleep(RECOVER_SECONDS)
+
+
+def _kept_sync(marker: Path) -> bool:
+    """Whether a kept request asked for a sync first (False when there is none)."""
+    try:
+        return bool(json.loads(marker.read_text(encoding="utf-8")).get("sync"))
+    except (OSError, ValueError):
+        return False

@@ -11,7 +11,7 @@ import pytest
 import redis
 import requests
 
-from tests.helpers import SENTIMENT, sentiment_events, task
+from tests.helpers import SENTIMENT, sentiment_events, task, version_of
 from tests.integration.test_server_process import ROOT, Server
 from tests.processes import ServerProcess, free_port
 
@@ -96,7 +96,7 @@ def test_two_replicas_and_a_worker_train_one_run_at_a_time_and_both_serve(tmp_pa
         for replica in replicas:  # every replica serves the new version at once
             results = requests.post(f"{replica.url}/predict", json={"project": "1.1", "tasks": [task(1, "I love it")]},
                                     timeout=60).json()["results"]
-            assert results[0]["model_version"] == current
+            assert version_of(results[0]["model_version"]) == current
         metrics = requests.get(f"{replicas[1].url}/metrics", timeout=10).text  # runs counted by the worker, in Redis
         assert re.search(r'baal_training_runs_total\{outcome="published"\} [1-9]', metrics)
     finally:
@@ -109,10 +109,10 @@ class _SlowEngine:
     """Stands in for the worker's engine: each run takes `seconds` and is counted (the lock logic
     under test is rq_runner's, over the real Redis server)."""
 
-    def __init__(self, url, seconds):
+    def __init__(self, url, seconds, state_dir):
         from baal_backend.rq_runner import RedisTrainingQueue
 
-        self.jobs = RedisTrainingQueue(url, "test-locks")
+        self.jobs = RedisTrainingQueue(url, "test-locks", state_dir)
         self.seconds, self.running, self.overlaps, self.runs = seconds, 0, 0, 0
 
     def train(self, project_id, sync):
@@ -123,7 +123,7 @@ class _SlowEngine:
         self.running -= 1
 
 
-def test_a_run_longer_than_the_lock_keeps_it_and_a_second_job_does_not_wait(redis_url, monkeypatch, caplog):
+def test_a_run_longer_than_the_lock_keeps_it_and_a_second_job_does_not_wait(redis_url, monkeypatch, caplog, tmp_path):
     """Was: the lock keeper died on its first extend (thread-local token), so a run longer than
     LOCK_SECONDS lost its lock; and a second job for the project parked its worker on the lock."""
     import threading
@@ -131,7 +131,7 @@ def test_a_run_longer_than_the_lock_keeps_it_and_a_second_job_does_not_wait(redi
     from baal_backend import rq_runner
 
     monkeypatch.setattr(rq_runner, "LOCK_SECONDS", 1.5)
-    engine = _SlowEngine(redis_url, 4.0)
+    engine = _SlowEngine(redis_url, 4.0, tmp_path)
     rq_runner.set_worker_engine(engine)
     try:
         r = redis.Redis.from_url(redis_url)
