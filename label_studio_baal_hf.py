@@ -11,9 +11,10 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from label_studio_ml.model import LabelStudioMLBase
 
-from baal_backend.engine import Engine
+from baal_backend.engine import Engine, Refused
 from baal_backend.schema import Schema
-from baal_backend.studio import RequestError, dicts, label_from, object_id, predictions_json, project_id, texts_of
+from baal_backend.studio import (RequestError, dicts, label_from, object_id, predictions_json, project_id,
+                                 project_created, source_time, studio_version, texts_of)
 
 log = logging.getLogger("baal_backend.webhook")
 
@@ -35,6 +36,7 @@ class BaalTextClassifier(LabelStudioMLBase):
         super().__init__(**kwargs)  # the config is parsed (and validated) by the engine, once
         self.engine = engine
         self.project = project_id(project)
+        engine.identify(self.project, project_created(project))
         self.label_config = label_config
         self._config_is_current = config_is_current
         self._schema: Optional[Schema] = None
@@ -48,7 +50,8 @@ class BaalTextClassifier(LabelStudioMLBase):
 
     @property
     def model_version(self) -> str:
-        return self.engine.current_version(self.project)
+        """The current version as Label Studio names it (`studio_version`)."""
+        return studio_version(self.engine.current_version(self.project), self.engine.instance)
 
     def setup(self) -> str:
         """Label Studio connects the project: remember its config, answer the current version."""
@@ -60,10 +63,10 @@ class BaalTextClassifier(LabelStudioMLBase):
         indices, texts = texts_of(tasks, self.schema, self.project)
         task_ids = [tasks[i].get("id") for i in indices]  # texts_of kept only dict tasks
         preds = self.engine.predict(self.project, self.schema, texts, task_ids) if texts else None
-        version = preds.version if preds else self.model_version
+        version = studio_version(preds.version, self.engine.instance) if preds else self.model_version
         results: List[Dict] = [{"result": [], "score": None, "model_version": version} for _ in tasks]
         if preds:
-            for i, item in zip(indices, predictions_json(self.schema, preds)):
+            for i, item in zip(indices, predictions_json(self.schema, preds, self.engine.instance)):
                 results[i] = item
         return results
 
@@ -74,7 +77,11 @@ class BaalTextClassifier(LabelStudioMLBase):
         if handler is None:
             log.info("webhook %s, project %s: ignored", event, self.project)
             return {"status": "ignored", "action": event}
-        summary, train, sync = handler(data)
+        try:
+            summary, train, sync = handler(data)
+        except Refused as exc:
+            log.warning("webhook %s, project %s: refused: %s", event, self.project, exc)
+            return {"status": "refused", "action": event, "reason": str(exc)}
         reply: Dict[str, Any] = {"status": "ok", "action": event}
         if train:
             reply["training"] = self.fit(sync=sync)["training"]
@@ -94,9 +101,13 @@ class BaalTextClassifier(LabelStudioMLBase):
         label = label_from(annotation, task if isinstance(task, dict) else {}, self.schema)
         if label is None:  # cancelled, emptied or not a choice of ours: no longer a label
             aid = object_id(annotation["id"], "the annotation's id")
-            removed = self.engine.delete_labels(self.project, [aid])
+            emptied_at = source_time(annotation.get("updated_at"), f"annotation {aid}'s updated_at")
+            removed = self.engine.delete_labels(self.project, [aid], emptied_at=emptied_at)
             return f"annotation {aid} carries no label ({removed} removed)", removed > 0, False
-        first = self.engine.store_labels(self.project, [label])
+        written, first = self.engine.store_labels(self.project, [label])
+        if not written:
+            late = f"annotation {label.annotation_id}: a late event (a newer edit or its deletion is stored), ignored"
+            return late, False, False
         return f"stored annotation {label.annotation_id} = {label.label!r}", True, first
 
     _on_annotation_updated = _on_annotation_created
@@ -113,8 +124,8 @@ class BaalTextClassifier(LabelStudioMLBase):
             label = label_from(annotation, task or {}, self.schema)
             if label is not None:
                 labels.append(label)
-        first = self.engine.store_labels(self.project, labels) if labels else False
-        return f"stored {len(labels)} of {len(annotations)} annotations", bool(labels), first
+        written, first = self.engine.store_labels(self.project, labels) if labels else (0, False)
+        return f"stored {written} of {len(annotations)} annotations", written > 0, first
 
     def _on_annotation_deleted(self, data: Dict) -> Tuple[str, bool, bool]:
         gone = dicts(data.get("annotations")) or dicts(data.get("annotation"))
@@ -135,8 +146,9 @@ class BaalTextClassifier(LabelStudioMLBase):
         return f"label config with {len(self.schema.labels)} classes", False, False
 
     def _on_project_deleted(self, data: Dict) -> Tuple[str, bool, bool]:
-        removed = self.engine.delete_project(self.project)
-        return "state removed" if removed else "no state to remove", False, False
+        """The state goes to the trash (`Refused` when Label Studio still has the project)."""
+        trashed = self.engine.delete_project(self.project)
+        return "state moved to the trash" if trashed else "no state to remove", False, False
 
     def _on_start_training(self, data: Dict) -> Tuple[str, bool, bool]:
         return "requested", True, True

@@ -1,4 +1,4 @@
-"""Command line: `python -m baal_backend serve|worker|simulate|export ...`."""
+"""Command line: `python -m baal_backend serve|worker|simulate|export|trash|restore ...`."""
 from __future__ import annotations
 
 import argparse
@@ -89,6 +89,7 @@ def _worker(args: argparse.Namespace) -> int:
     trainer_process.start()
     threading.Thread(target=engine.resume, name="resume", daemon=True).start()
     rq_runner.run_worker(engine)
+    engine.shutdown(0)  # ends the listeners' background work (the Label Studio reconciler)
     trainer_process.shutdown()
     return 0
 
@@ -146,6 +147,39 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _trash(args: argparse.Namespace) -> int:
+    """List the trash (`trash`) or put a deleted project back (`restore --project N`). Restoring
+    is always this explicit act: a running server serves the project again at its next request."""
+    import time
+
+    from .project import Trash, TrashError
+    from .settings import Settings, SettingsError
+    from .studio import RequestError, project_id
+
+    try:
+        settings = Settings.from_env(model_dir=Path(args.model_dir) if args.model_dir else None)
+        pid = project_id(args.project) if args.command == "restore" else None
+    except (SettingsError, RequestError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    trash = Trash(settings.model_dir, settings.trash_days)
+    if pid is None:
+        entries = trash.entries()
+        for entry in entries:
+            purge = time.strftime("%Y-%m-%d %H:%M", time.localtime(entry.deleted_at + settings.trash_days * 86400))
+            deleted = time.strftime("%Y-%m-%d %H:%M", time.localtime(entry.deleted_at))
+            print(f"project {entry.project}\tdeleted {deleted}\tpurged after {purge}\t{entry.path}")
+        print(f"{len(entries)} deleted project(s) in {trash.path} (TRASH_DAYS={settings.trash_days:g})", file=sys.stderr)
+        return 0
+    try:
+        place = trash.restore(pid)
+    except TrashError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"project {pid} restored to {place}", file=sys.stderr)
+    return 0
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m baal_backend")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -193,6 +227,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     exp.add_argument("--out", required=True, help="a .csv or .json file")
     exp.add_argument("--suspicious", action="store_true", help="the suspicious labels instead of the texts to label")
 
+    listing = sub.add_parser("trash", help="list the projects deleted in Label Studio that can still be restored")
+    restore = sub.add_parser("restore", help="bring a deleted project's labels and versions back from the trash")
+    restore.add_argument("--project", required=True, help="the Label Studio project id")
+    for command in (listing, restore):
+        command.add_argument("--model-dir", default=None, help="MODEL_DIR (default: the MODEL_DIR variable, or models)")
+
     args, rest = parser.parse_known_args(argv)
     logging.basicConfig(level=logging.WARNING)
     if args.command == "serve":
@@ -201,6 +241,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         return _worker(args)
     if rest:
         parser.error(f"unrecognised arguments: {' '.join(rest)}")
+    if args.command in ("trash", "restore"):
+        return _trash(args)
     return _export(args) if args.command == "export" else _simulate(args)
 
 

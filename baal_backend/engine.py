@@ -6,7 +6,11 @@ process serves every project; projects share only the loaded base encoder.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import os
+import secrets
 import sqlite3
 import tempfile
 import threading
@@ -27,7 +31,7 @@ from .labels import Label, MergeResult, fingerprint
 from .logs import public_error
 from .model import Classifier, TransformerClassifier, TunedClassifier, load_classifier_dir
 from .prior import LabelPrior, better_than_chance
-from .project import Project
+from .project import Project, Trash
 from .registry import UNTRAINED
 from .schema import Schema, SchemaError, parse_label_config
 from .settings import Settings
@@ -35,6 +39,7 @@ from .training import FINETUNE_RECIPE, TrainConfig, fit_finetune_with_quality, f
 
 log = logging.getLogger(__name__)
 
+IDENTITY = "identity.json"  # per project: {"created": Label Studio's creation time, epoch seconds}
 PREDICT_CHUNK = 2048  # texts per MC-Dropout pass in /predict
 PRIOR_CACHE = 64  # label-name priors kept (one per set of choices)
 POOL_TEXT_CHARS = 2000  # of each pool text kept: more than the encoder reads (MAX_LENGTH tokens)
@@ -42,6 +47,11 @@ POOL_TEXT_CHARS = 2000  # of each pool text kept: more than the encoder reads (M
 
 class StateError(RuntimeError):
     """The backend cannot write its state (MODEL_DIR); the message says what to fix."""
+
+
+class Refused(RuntimeError):
+    """The engine declines a request it could carry out (the message says why): e.g. deleting a
+    project that Label Studio says still exists."""
 
 
 @dataclass(frozen=True)
@@ -70,7 +80,7 @@ class Engine:
         if settings.redis_url:
             from .rq_runner import RedisTrainingQueue
 
-            self.jobs = RedisTrainingQueue(settings.redis_url, settings.rq_queue)
+            self.jobs = RedisTrainingQueue(settings.redis_url, settings.rq_queue, settings.model_dir / "projects")
         else:
             self.jobs = TrainingCoordinator(self.train)
         self.train_config = TrainConfig(
@@ -85,16 +95,24 @@ class Engine:
             prior=settings.label_prior,
         )
         self._projects: Dict[str, Project] = {}
-        self._base: Dict[Tuple[str, ...], Optional[Classifier]] = {}
+        # the models kept in memory, least recently used first, MAX_LOADED_MODELS of each kind:
+        # projects serving a loaded version, and the base checkpoint's classifiers (per classes)
+        self._loaded: "OrderedDict[Project, None]" = OrderedDict()
+        self._loaded_lock = threading.Lock()
+        self._base: "OrderedDict[Tuple[str, ...], Optional[Classifier]]" = OrderedDict()
         self._priors: "OrderedDict[Tuple, LabelPrior]" = OrderedDict()
         self._verdicts: Dict[str, Tuple[Tuple, bool]] = {}  # project -> (its labels' key, prior beats chance)
         self._refused: Dict[Tuple[str, str], str] = {}  # (project, version) -> why it is not served
+        self._identities: Dict[str, int] = {}  # project -> its creation time in Label Studio, checked
         self._encoder: Optional[Encoder] = None
         self._lock = threading.RLock()  # the project table
         self._model_lock = threading.RLock()  # loading shared models
         self._rng = np.random.default_rng()
         self.problems: Dict[str, str] = {}
         self._check_model_dir()
+        self.instance = settings.instance_name or self._instance_id()
+        self.trash = Trash(settings.model_dir, settings.trash_days)
+        self._purge_trash()
 
     # --- shared resources -------------------------------------------------------------
     @property
@@ -136,6 +154,28 @@ class Engine:
                 "version can be trained; predictions use what is already there"
             )
             log.error("%s", self.problems["model_dir"])
+
+    def _instance_id(self) -> str:
+        """This backend's name among others on the same Label Studio project: made once per
+        MODEL_DIR (replicas and workers sharing it are one backend), kept in `instance.json`.
+        A MODEL_DIR that cannot be written gets a name from its path, stable across restarts."""
+        path = self.settings.model_dir / "instance.json"
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))["id"]
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+        made = path.with_name(f".instance-{secrets.token_hex(8)}.json")
+        try:
+            made.write_text(json.dumps({"id": secrets.token_hex(3)}), encoding="utf-8")
+            try:
+                os.link(made, path)  # atomic and never replaces: replicas starting at once agree
+            except FileExistsError:
+                pass
+            finally:
+                made.unlink()
+            return json.loads(path.read_text(encoding="utf-8"))["id"]
+        except (OSError, ValueError, KeyError):
+            return hashlib.sha256(str(self.settings.model_dir.resolve()).encode()).hexdigest()[:6]
 
     @contextmanager
     def _writing(self, what: str) -> Iterator[None]:
@@ -181,20 +221,26 @@ class Engine:
         return self.project(project_id).registry.current() or UNTRAINED
 
     def _base_classifier(self, labels: Tuple[str, ...]) -> Optional[Classifier]:
-        """The base model as is, when it is a fine-tuned checkpoint that knows every class."""
+        """The base model as is, when it is a fine-tuned checkpoint that knows every class (the
+        last MAX_LOADED_MODELS sets of classes kept loaded)."""
         with self._model_lock:
-            if labels not in self._base:
+            if labels in self._base:
+                self._base.move_to_end(labels)
+            else:
                 base = self.settings.baseline_model_name
                 clf = None
                 if is_finetuned_for(base, labels):
                     model = load_classifier(base, labels, seed=self.settings.seed)
                     clf = TransformerClassifier(model, load_tokenizer(base), self.settings.max_length)
                 self._base[labels] = clf
+                while len(self._base) > self.settings.max_loaded_models:
+                    self._base.popitem(last=False)
             return self._base[labels]
 
     def classifier(self, project_id: str) -> Tuple[str, Optional[Classifier]]:
         """The newest published version that fits the current encoder, loaded once and reloaded
-        when it changes; (UNTRAINED, None) before the first version or when it does not fit."""
+        when it changes; (UNTRAINED, None) before the first version or when it does not fit.
+        Only the MAX_LOADED_MODELS projects used last keep theirs loaded (`_used`)."""
         project = self.project(project_id)
         with project.lock:
             for _ in range(3):  # the version can vanish (pruned elsewhere) or turn out broken: next one
@@ -202,6 +248,7 @@ class Engine:
                 if name is None:
                     return UNTRAINED, None
                 if project.loaded is not None and project.loaded[0] == name:
+                    self._used(project)
                     return project.loaded
                 why = self._refused.get((project_id, name)) or self._misfit(project, name)
                 if why:
@@ -220,11 +267,40 @@ class Engine:
                     self._refused[(project_id, name)] = why
                     self.request_training(project_id)
                     continue
-                if project.loaded is not None:
-                    project.registry.unpin(project.loaded[0])
-                project.loaded = (name, clf)
-                return project.loaded
+                self._serve(project, name, clf)
+                project.registry.unpin(name)  # the load's pin: serving holds its own
+                return name, clf
         return UNTRAINED, None
+
+    def _serve(self, project: Project, name: str, clf: Classifier) -> None:
+        """Serve `clf` as the project's version `name`, pinned (never pruned) while loaded."""
+        with project.lock:
+            project.registry.pin(name)
+            if project.loaded is not None:
+                project.registry.unpin(project.loaded[0])
+            project.loaded = (name, clf)
+        self._used(project)
+
+    def _used(self, project: Project) -> None:
+        """Mark the project's loaded version as just used, and unload (unpinned) the least
+        recently used others beyond MAX_LOADED_MODELS: they load from disk on their next use.
+        A project whose lock is taken this instant (loading) is passed over: never a wait for
+        another project's lock, so never a deadlock."""
+        with self._loaded_lock:
+            self._loaded[project] = None
+            self._loaded.move_to_end(project)
+            for victim in list(self._loaded)[:-1]:
+                if len(self._loaded) <= self.settings.max_loaded_models:
+                    break
+                if not victim.lock.acquire(blocking=False):
+                    continue
+                try:
+                    if victim.loaded is not None:
+                        victim.registry.unpin(victim.loaded[0])
+                        victim.loaded = None
+                    del self._loaded[victim]
+                finally:
+                    victim.lock.release()
 
     def _misfit(self, project: Project, name: str) -> Optional[str]:
         """Why version `name` must not be served on the current encoder (None when it fits).
@@ -354,18 +430,19 @@ class Engine:
         return verdict
 
     # --- labels ---------------------------------------------------------------------------
-    def store_labels(self, project_id: str, labels: Sequence[Label]) -> bool:
-        """Store labels durably; returns True when the store was empty before (worth a sync)."""
+    def store_labels(self, project_id: str, labels: Sequence[Label]) -> Tuple[int, bool]:
+        """Store labels durably; returns how many were written (late events are not) and whether
+        the store was empty before (worth a sync)."""
         project = self.project(project_id)
         with self._writing("store the label"):
             was_empty = project.label_count() == 0
-            project.store.upsert(labels)
-        return was_empty
+            return project.store.upsert(labels), was_empty
 
-    def delete_labels(self, project_id: str, annotation_ids: Sequence[int]) -> int:
+    def delete_labels(self, project_id: str, annotation_ids: Sequence[int], emptied_at: Optional[float] = None) -> int:
+        """Remove labels: deleted annotations, or (`emptied_at`, see `LabelStore.delete`) emptied ones."""
         project = self.project(project_id)
         with self._writing("delete the label"):
-            return project.store.delete(annotation_ids) if project.exists else 0
+            return project.store.delete(annotation_ids, emptied_at) if project.exists else 0
 
     def delete_tasks(self, project_id: str, task_ids: Sequence[int]) -> int:
         """Forget the labels of deleted tasks; returns how many labels went."""
@@ -379,18 +456,70 @@ class Engine:
             return self.project(project_id).store.merge(labels, started)
 
     def delete_project(self, project_id: str) -> bool:
-        """Drop every file of a project Label Studio deleted; False when there was nothing."""
+        """Move a project Label Studio deleted into the trash, whole (restorable for TRASH_DAYS);
+        False when there was nothing. `Refused` when a listener (the Label Studio link) says the
+        project still exists or cannot confirm it is gone: nothing moves then."""
         project = self.project(project_id)
+        if not project.exists:
+            return False
+        objections: List[str] = []
+        if not self.events.emit("deleting", project_id, objections):
+            objections.append("the check that the project is gone failed (see the log)")
+        if objections:
+            raise Refused("; ".join(objections))
+        return self._trash(project, "deleted in Label Studio")
+
+    def _trash(self, project: Project, why: str) -> bool:
+        """Move a project's state into the trash (restorable for TRASH_DAYS) and forget it here."""
         with project.training_lock() as held:
             if not held:
                 return False
-            log.warning("project %s: deleted in Label Studio; removing its labels and versions", project_id)
-            project.remove()
+            with self._writing("move the project to the trash"):
+                entry = self.trash.put(project)
+            log.warning("project %s: %s; its labels and versions are in the trash (%s) for %g days: `python -m "
+                        "baal_backend restore --project %s` brings them back", project.id, why, entry.path,
+                        self.settings.trash_days, project.id)
         with self._lock:
-            self._projects.pop(project_id, None)
-            self._verdicts.pop(project_id, None)
-            self._refused = {k: v for k, v in self._refused.items() if k[0] != project_id}
+            self._projects.pop(project.id, None)
+            self._verdicts.pop(project.id, None)
+            self._identities.pop(project.id, None)
+        with self._loaded_lock:
+            self._loaded.pop(project, None)
+            self._refused = {k: v for k, v in self._refused.items() if k[0] != project.id}
+        self._purge_trash()
         return True
+
+    def identify(self, project_id: str, created: Optional[int]) -> None:
+        """Label Studio names a project by its id and creation time (`"3.1700000000"` in /setup
+        and /predict, `created_at` in webhooks). The same id with another creation time is
+        another project (Label Studio reinstalled, a second instance): it must not inherit the
+        stored one's labels and versions, which go to the trash (restorable). State from before
+        identities, or made before its first stamped request, takes the first time it is given."""
+        if created is None:
+            return
+        with self._lock:
+            if self._identities.get(project_id) == created:
+                return
+        project = self.project(project_id)
+        if not project.exists:
+            return
+        known = project.read_json(IDENTITY).get("created")
+        if known is None:
+            with self._writing("store the project's identity"):
+                project.write_json(IDENTITY, {"created": created})
+        elif known != created:
+            self._trash(project, f"Label Studio now names another project {project_id} (created at {created}, the "
+                                 f"stored one at {known}: a reinstalled or second Label Studio)")
+            return
+        with self._lock:
+            self._identities[project_id] = created
+
+    def _purge_trash(self) -> None:
+        """Delete the trash entries older than TRASH_DAYS; a failure is logged, never raised."""
+        try:
+            self.trash.purge()
+        except OSError as exc:
+            log.error("cannot purge the trash in MODEL_DIR: %s", exc.strerror or exc)
 
     # --- training -------------------------------------------------------------------------
     def request_training(self, project_id: str, sync: bool = False) -> str:
@@ -484,11 +613,7 @@ class Engine:
             "created_at": time.time(),
         }
         name = project.registry.publish(clf.save, meta)
-        with project.lock:
-            project.registry.pin(name)
-            if project.loaded is not None:
-                project.registry.unpin(project.loaded[0])
-            project.loaded = (name, clf)
+        self._serve(project, name, clf)
         record.update(status="published", version=name, n_labels=len(labels))
         log.info("project %s: published %s (%d labels, %s)", project.id, name, len(labels), metrics)
         return lambda: self._record_insight(project, name, clf, labels, schema, oof, meta, pool)
@@ -529,7 +654,9 @@ class Engine:
     def resume(self) -> List[str]:
         """At start-up: queue a run for every project whose stored labels, classes or encoder
         differ from what its current version was trained on (a run lost to a kill or a crash,
-        labels stored while no run could finish). Returns the projects queued."""
+        labels stored while no run could finish). Returns the projects queued. Listeners start
+        their background work first (`serving`): this runs in the process that serves."""
+        self.events.emit("serving")
         root = self.settings.model_dir / "projects"
         queued = []
         for path in sorted(root.iterdir()) if root.is_dir() else []:
@@ -574,7 +701,9 @@ class Engine:
 
     def shutdown(self, grace: float) -> bool:
         """Stop taking training requests and wait up to `grace` seconds for running ones; False
-        if one is still running (it will be resumed at the next start)."""
+        if one is still running (it will be resumed at the next start). Listeners stop their
+        background work first (`stopping`)."""
+        self.events.emit("stopping")
         return self.jobs.shutdown(grace)
 
 

@@ -29,6 +29,17 @@ class Listener:
     def connected(self, project_id: str, schema: Schema) -> None:
         """Label Studio (re)connected the project (`/setup`)."""
 
+    def serving(self) -> None:
+        """This process has started serving (the web worker, or the RQ training worker): start
+        background work here, not when subscribing (the process that built the engine may fork)."""
+
+    def stopping(self) -> None:
+        """The process is stopping: end that background work."""
+
+    def deleting(self, project_id: str, objections: List[str]) -> None:
+        """A PROJECT_DELETED asks to trash the project's state; append a reason to `objections` to
+        refuse (the project still exists at the source). Raising refuses too."""
+
 
 class Events:
     """Fan-out to the subscribed listeners."""
@@ -39,9 +50,13 @@ class Events:
     def subscribe(self, listener: Listener) -> None:
         self.listeners.append(listener)
 
-    def emit(self, hook: str, *args: object) -> None:
+    def emit(self, hook: str, *args: object) -> bool:
+        """Call `hook` on every listener; False when one of them raised."""
+        ok = True
         for listener in self.listeners:
             try:
                 getattr(listener, hook)(*args)
             except Exception:  # noqa: BLE001 - a subscriber never breaks the engine
                 log.exception("%s.%s failed", type(listener).__name__, hook)
+                ok = False
+        return ok

@@ -6,6 +6,7 @@ that names the variable, instead of failing later inside a request.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Mapping, Optional
@@ -64,17 +65,21 @@ class Settings:
     min_labels: int = 10
     eval_fraction: float = 0.2
     keep_versions: int = 5
+    trash_days: float = 7.0
     seed: int = 0
     label_studio_url: Optional[str] = None
     label_studio_api_key: Optional[str] = None
     label_studio_set_sampling: bool = True
+    instance_name: Optional[str] = None
     push_every_labels: int = 20
     push_every_seconds: float = 60.0
+    reconcile_seconds: float = 60.0
     basic_auth_user: Optional[str] = None
     basic_auth_pass: Optional[str] = None
     max_request_mb: float = 100.0
     max_tasks: int = 50_000
     max_choices: int = 1_000
+    max_loaded_models: int = 8
     redis_url: Optional[str] = None
     rq_queue: str = "baal-training"
     log_level: str = "INFO"
@@ -94,6 +99,7 @@ class Settings:
             ("PUSH_EVERY_LABELS", self.push_every_labels, 1),
             ("MAX_TASKS", self.max_tasks, 1),
             ("MAX_CHOICES", self.max_choices, 2),
+            ("MAX_LOADED_MODELS", self.max_loaded_models, 1),
         ):
             if value < low:
                 raise SettingsError(f"{name} must be at least {low}, got {value}")
@@ -103,10 +109,18 @@ class Settings:
             raise SettingsError(f"EVAL_FRACTION must be in [0, 0.9), got {self.eval_fraction}")
         if bool(self.label_studio_url) != bool(self.label_studio_api_key):
             raise SettingsError("LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY must be set together")
+        if self.instance_name is not None and not re.fullmatch(r"[A-Za-z0-9_.-]{1,32}", self.instance_name):
+            raise SettingsError(f"INSTANCE_NAME must be 1-32 letters, digits, '_', '.' or '-', got {self.instance_name!r:.40}")
         if bool(self.basic_auth_user) != bool(self.basic_auth_pass):
             raise SettingsError("BASIC_AUTH_USER and BASIC_AUTH_PASS must be set together")
         if not self.push_every_seconds >= 0:
             raise SettingsError(f"PUSH_EVERY_SECONDS must be 0 or more, got {self.push_every_seconds}")
+        if not 1 <= self.reconcile_seconds <= 86_400:
+            raise SettingsError(f"RECONCILE_SECONDS must be between 1 and 86400 (seconds between checks for missed "
+                                f"webhooks), got {self.reconcile_seconds}")
+        if not self.trash_days >= 0:
+            raise SettingsError(f"TRASH_DAYS must be 0 or more (days a deleted project stays restorable), "
+                                f"got {self.trash_days}")
         if not self.max_request_mb > 0:
             raise SettingsError(f"MAX_REQUEST_MB must be positive, got {self.max_request_mb}")
         if self.redis_url and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
@@ -125,9 +139,9 @@ class Settings:
         link = (
             f"on ({mask_url(self.label_studio_url)}; sampling switch "
             f"{'on' if self.label_studio_set_sampling else 'off'}; push every {self.push_every_labels} labels "
-            f"or {self.push_every_seconds:g} s)"
+            f"or {self.push_every_seconds:g} s; missed webhooks reconciled every {self.reconcile_seconds:g} s)"
             if self.label_studio_enabled
-            else "off (no LABEL_STUDIO_URL / LABEL_STUDIO_API_KEY)"
+            else "off (no LABEL_STUDIO_URL / LABEL_STUDIO_API_KEY: missed webhooks are not recovered)"
         )
         runner = f"RQ queue {self.rq_queue!r} on {mask_url(self.redis_url)}" if self.redis_url else "in process"
         return (
@@ -168,17 +182,21 @@ class Settings:
             "min_labels": _int(env, "MIN_LABELS", 10),
             "eval_fraction": _float(env, "EVAL_FRACTION", 0.2),
             "keep_versions": _int(env, "KEEP_VERSIONS", 5),
+            "trash_days": _float(env, "TRASH_DAYS", 7.0),
             "seed": _int(env, "SEED", 0),
             "label_studio_url": (env.get("LABEL_STUDIO_URL") or "").rstrip("/") or None,
             "label_studio_api_key": env.get("LABEL_STUDIO_API_KEY") or None,
             "label_studio_set_sampling": _bool(env, "LABEL_STUDIO_SET_SAMPLING", True),
+            "instance_name": (env.get("INSTANCE_NAME") or "").strip() or None,
             "push_every_labels": _int(env, "PUSH_EVERY_LABELS", 20),
             "push_every_seconds": _float(env, "PUSH_EVERY_SECONDS", 60.0),
+            "reconcile_seconds": _float(env, "RECONCILE_SECONDS", 60.0),
             "basic_auth_user": env.get("BASIC_AUTH_USER") or None,
             "basic_auth_pass": env.get("BASIC_AUTH_PASS") or None,
             "max_request_mb": _float(env, "MAX_REQUEST_MB", 100.0),
             "max_tasks": _int(env, "MAX_TASKS", 50_000),
             "max_choices": _int(env, "MAX_CHOICES", 1_000),
+            "max_loaded_models": _int(env, "MAX_LOADED_MODELS", 8),
             "redis_url": env.get("REDIS_URL") or None,
             "rq_queue": (env.get("RQ_QUEUE") or "baal-training").strip(),
             "log_level": env.get("LOG_LEVEL", "INFO").strip().upper(),

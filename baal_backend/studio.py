@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import re
+from datetime import datetime, timezone
 from html.parser import HTMLParser
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -40,6 +41,18 @@ def project_id(value: Any) -> str:
     if match is None:
         raise RequestError(f"project {value!r:.40} is not a Label Studio project id")
     return match.group(1)
+
+
+def project_created(value: Any) -> Optional[int]:
+    """When Label Studio created the project, in whole epoch seconds, from `"1.1795516926"`
+    (/setup, /predict) or a webhook's project object (`created_at`); None when not given."""
+    if isinstance(value, dict):
+        try:
+            return int(source_time(value.get("created_at"), "the project's created_at")) or None
+        except RequestError:
+            return None
+    match = _PROJECT.fullmatch(value.strip()) if isinstance(value, str) else None
+    return int(match.group(2)[1:]) if match and match.group(2) else None
 
 
 def task_text(task: Any, schema: Schema) -> str:
@@ -130,6 +143,20 @@ def object_id(value: Any, what: str) -> int:
     raise RequestError(f"{what} must be an integer id between 0 and 2**63-1, got {value!r:.40}")
 
 
+def source_time(value: Any, what: str) -> float:
+    """Label Studio's time of an object (`"2025-01-01T12:00:00.123456Z"`, its `updated_at`) as
+    epoch seconds; 0.0 when it sends none (then the order of arrival decides)."""
+    if value is None or value == "":
+        return 0.0
+    try:
+        when = datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        when = None
+    if when is None:
+        raise RequestError(f"{what} must be an ISO-8601 time like '2025-01-01T12:00:00.123456Z', got {value!r:.40}")
+    return (when if when.tzinfo else when.replace(tzinfo=timezone.utc)).timestamp()
+
+
 def dicts(value: Any) -> List[Dict]:
     """The dicts of a list (or a single dict) from a payload; anything else gives none."""
     items = value if isinstance(value, list) else [value]
@@ -164,7 +191,8 @@ def label_from(annotation: Dict, task: Dict, schema: Schema) -> Optional[Label]:
     except RequestError as exc:
         log.warning("annotation %s not stored: %s", annotation_id, exc)
         return None
-    return Label(annotation_id=annotation_id, task_id=task_id, text=text, label=choice)
+    return Label(annotation_id=annotation_id, task_id=task_id, text=text, label=choice,
+                 source_updated_at=source_time(annotation.get("updated_at"), f"annotation {annotation_id}'s updated_at"))
 
 
 def texts_of(tasks: Sequence[Any], schema: Schema, project: str) -> Tuple[List[int], List[str]]:
@@ -181,12 +209,19 @@ def texts_of(tasks: Sequence[Any], schema: Schema, project: str) -> Tuple[List[i
     return indices, texts
 
 
-def predictions_json(schema: Schema, preds: Any) -> List[Dict]:
+def studio_version(version: str, instance: str) -> str:
+    """The name Label Studio stores a version's predictions under: the version and this
+    backend's instance (`Engine.instance`), so two backends on one project never share a name
+    (both have a `v0000`), and each touches only the predictions it made."""
+    return f"{version}@{instance}"
+
+
+def predictions_json(schema: Schema, preds: Any, instance: str) -> List[Dict]:
     """`engine.Predictions` as Label Studio stores them: the score, the version and, when the
     model knows the classes (`preds.prefill`), the predicted choice with its probability.
     Without a choice the result is empty: Label Studio stores and sorts by the score all the same,
     and the labeling view shows nothing pre-ticked."""
-    out = []
+    out, name = [], studio_version(preds.version, instance)
     for row in range(len(preds.scores)):
         result = []
         if preds.prefill:
@@ -198,5 +233,5 @@ def predictions_json(schema: Schema, preds: Any) -> List[Dict]:
                 "value": {"choices": [label]},
                 "score": probability,
             }]
-        out.append({"result": result, "score": float(preds.scores[row]), "model_version": preds.version})
+        out.append({"result": result, "score": float(preds.scores[row]), "model_version": name})
     return out

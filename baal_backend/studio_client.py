@@ -6,7 +6,9 @@ import json
 import logging
 import threading
 import time
-from typing import Dict, Iterator, List, Optional, Tuple
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Dict, List, Optional, Tuple
 
 import requests
 
@@ -17,9 +19,31 @@ from .studio import label_from
 log = logging.getLogger(__name__)
 
 UNCERTAINTY_SAMPLING = "Uncertainty sampling"
-PAGE_SIZE = 500  # tasks per page of the push: one listing, one delete, one import per page
+PAGE_SIZE = 500  # tasks per listed page, predictions per import request
 EXPORT_TIMEOUT = 300.0  # the label sync's export of every annotated task
-BULK_TIMEOUT = 300.0  # deleting a version's predictions: 10,000 take Label Studio (SQLite) about 30 s
+BULK_TIMEOUT = 300.0  # listing every prediction of a large project
+
+
+class PushError(RuntimeError):
+    """Label Studio did not take what a push sent (a listing cut short, predictions refused or
+    dropped): the push is recorded as failed and retried, and nothing older is touched."""
+
+
+@dataclass(frozen=True)
+class Activity:
+    """Where a project's annotations stand in Label Studio, read without an export.
+
+    `annotations`: its annotations that are not skips (other tags', empty ones and ground truths
+    included); `changed_tasks`: its tasks with such annotations whose `updated_at` is after the
+    time asked about (every one without a time); `newest`: the latest of those `updated_at`s, in
+    the form the Data Manager's filters take (None: no such task). Label Studio sets a task's
+    `updated_at` after each save of one of its annotations (and of a prediction saved alone, not
+    on a bulk import).
+    """
+
+    annotations: int
+    changed_tasks: int
+    newest: Optional[str]
 
 
 class LabelStudioClient:
@@ -69,35 +93,73 @@ class LabelStudioClient:
             resp.raise_for_status()
         return resp
 
+    def project_exists(self, project: str) -> bool:
+        """Whether Label Studio still has the project (False: it answers 404, deleted or never seen)."""
+        return self.request("GET", f"/api/projects/{project}", allow=(404,)).status_code != 404
+
+    def activity(self, project: str, since: Optional[str] = None) -> Optional[Activity]:
+        """Two small reads instead of the export (`Activity`): the project's annotation count,
+        and one task of the annotated ones updated after `since`, newest first, with their number.
+        None when Label Studio has no such project (deleted there)."""
+        resp = self.request("GET", f"/api/projects/{project}", allow=(404,),
+                            params={"include": "total_annotations_number"})
+        if resp.status_code == 404:
+            return None
+        annotations = resp.json().get("total_annotations_number")
+        items = [{"filter": "filter:tasks:total_annotations", "operator": "greater", "type": "Number", "value": 0}]
+        if since:
+            items.append({"filter": "filter:tasks:updated_at", "operator": "greater", "type": "Datetime",
+                          "value": since})
+        query = json.dumps({"filters": {"conjunction": "and", "items": items}, "ordering": ["-tasks:updated_at"]})
+        body = self.request("GET", "/api/tasks", params={"project": project, "page_size": 1, "fields": "task_only",
+                                                         "query": query}).json()
+        tasks = body.get("tasks") if isinstance(body, dict) else None
+        total = body.get("total") if isinstance(body, dict) else None
+        if not isinstance(annotations, int) or not isinstance(total, int) or not isinstance(tasks, list):
+            raise ValueError(f"Label Studio's project {project} shows no annotation count or task total")
+        return Activity(annotations, total, _filter_time(tasks[0].get("updated_at")) if tasks else None)
+
     def annotated_tasks(self, project: str) -> List[Dict]:
         """The tasks that have annotations, with them (Label Studio's JSON export of those only)."""
         params = {"exportType": "JSON", "download_all_tasks": "false"}
         return self.request("GET", f"/api/projects/{project}/export", timeout=EXPORT_TIMEOUT, params=params).json()
 
-    def task_pages(self, project: str, page_size: int = PAGE_SIZE) -> Iterator[List[Dict]]:
-        """Every task, a page at a time, without annotations or predictions: id, data,
-        `total_annotations` (the Data Manager's task list)."""
+    def tasks(self, project: str, page_size: int = PAGE_SIZE) -> List[Dict]:
+        """Every task without annotations or predictions (id, data, `total_annotations`), paged
+        until Label Studio's own `total` is reached: a server that caps the page size below ours
+        is still listed whole. A listing that falls short raises `PushError`."""
         query = json.dumps({"ordering": ["tasks:id"]})
+        found: Dict[int, Dict] = {}
+        total: Optional[int] = None
         for page in itertools.count(1):
             resp = self.request("GET", "/api/tasks", allow=(404,), params={
                 "project": project, "page": page, "page_size": page_size, "fields": "task_only", "query": query})
             if resp.status_code == 404:  # "Invalid page": past the last one
-                return
+                break
             body = resp.json()
-            tasks = body["tasks"] if isinstance(body, dict) else body
-            if tasks:
-                yield tasks
-            if len(tasks) < page_size:
-                return
+            tasks = body.get("tasks") if isinstance(body, dict) else body
+            if not isinstance(tasks, list):
+                raise PushError(f"Label Studio's task list has no tasks (page {page})")
+            total = body.get("total", total) if isinstance(body, dict) else total
+            found.update((t["id"], t) for t in tasks)
+            if not tasks or (total is not None and len(found) >= total):
+                break
+            if total is None and len(tasks) < page_size:  # no `total` to go by: a short page ends it
+                break
+        if total is not None and len(found) < total:
+            raise PushError(f"Label Studio listed {len(found)} of its {total} tasks")
+        return list(found.values())
 
-    def model_versions(self, project: str) -> Dict[str, int]:
-        """{model version: predictions} of a project."""
-        return self.request("GET", f"/api/projects/{project}/model-versions").json()
+    def predictions(self, project: str) -> List[Dict]:
+        """Every prediction of a project (id, task, model_version, ...), whoever made it."""
+        body = self.request("GET", "/api/predictions", timeout=BULK_TIMEOUT, params={"project": project}).json()
+        if not isinstance(body, list):
+            raise PushError("Label Studio's prediction list is not a list")
+        return body
 
-    def delete_model_version(self, project: str, version: str) -> None:
-        """Delete every prediction of one model version (one request, however many)."""
-        self.request("DELETE", f"/api/projects/{project}/model-versions", timeout=BULK_TIMEOUT,
-                     json={"model_version": version})
+    def project(self, project: str) -> Dict:
+        """A project's settings (`model_version`, `show_collab_predictions`, `sampling`, ...)."""
+        return self.request("GET", f"/api/projects/{project}").json()
 
     def labels(self, project: str, schema: Schema) -> List[Label]:
         """Every usable label of a project."""
@@ -109,20 +171,40 @@ class LabelStudioClient:
                     found.append(label)
         return found
 
-    def import_predictions(self, project: str, predictions: List[Dict]) -> int:
-        """Store predictions (`{"task": id, "result", "score", "model_version"}`) in one request;
-        returns how many were stored. Label Studio refuses the whole request when one task no
-        longer exists (deleted meanwhile): then halves, until the vanished tasks are left out."""
+    def import_predictions(self, project: str, predictions: List[Dict]) -> Tuple[int, List[int]]:
+        """Store predictions (`{"task": id, "result", "score", "model_version"}`): (how many were
+        stored, the tasks that vanished meanwhile). Label Studio refuses the whole request when
+        one task no longer exists: the request is halved down to the tasks it refuses, and each
+        of those is looked up: a task that is gone is skipped, any other refusal raises
+        `PushError` with Label Studio's reason, as does an import that stored fewer than sent."""
         if not predictions:
-            return 0
+            return 0, []
         resp = self.request("POST", f"/api/projects/{project}/import/predictions", allow=(400,), json=predictions)
-        if resp.status_code != 400:
-            return len(predictions)
-        if len(predictions) == 1:
-            log.info("project %s: task %s vanished; its prediction is skipped", project, predictions[0].get("task"))
-            return 0
-        half = len(predictions) // 2
-        return self.import_predictions(project, predictions[:half]) + self.import_predictions(project, predictions[half:])
+        if resp.status_code == 400:
+            if "task" not in resp.text:
+                raise PushError(f"Label Studio refused the predictions: {resp.text[:300]}")
+            if len(predictions) == 1:
+                task = predictions[0].get("task")
+                if self.request("GET", f"/api/tasks/{task}", allow=(404,)).status_code == 404:
+                    log.info("project %s: task %s vanished; its prediction is skipped", project, task)
+                    return 0, [task]
+                raise PushError(f"Label Studio refused the prediction of task {task}: {resp.text[:300]}")
+            half = len(predictions) // 2
+            first, second = (self.import_predictions(project, part) for part in (predictions[:half], predictions[half:]))
+            return first[0] + second[0], first[1] + second[1]
+        created = resp.json().get("created", len(predictions)) if resp.content else len(predictions)
+        if created < len(predictions):
+            raise PushError(f"Label Studio stored {created} of {len(predictions)} predictions (does the result "
+                            "match the label config?)")
+        return created, []
+
+    def update_prediction(self, prediction_id: int, fields: Dict) -> bool:
+        """Rewrite one prediction in place, keeping its id (an annotation an annotator started
+        from it still saves); False when it is gone (its task was deleted)."""
+        resp = self.request("PATCH", f"/api/predictions/{prediction_id}", allow=(400, 404), json=fields)
+        if resp.status_code == 400:
+            raise PushError(f"Label Studio refused to update prediction {prediction_id}: {resp.text[:300]}")
+        return resp.status_code != 404
 
     def ml_backends(self, project: str) -> List[Dict]:
         """The models connected to a project (Label Studio calls their /health and /setup)."""
@@ -138,3 +220,13 @@ class LabelStudioClient:
         """PATCH project settings, e.g. `model_version` (sort and sample by that version's
         prediction scores) or `sampling` (`UNCERTAINTY_SAMPLING`: the lowest score first)."""
         return self.request("PATCH", f"/api/projects/{project}", json=fields).json()
+
+
+def _filter_time(value: object) -> str:
+    """Label Studio's `updated_at` ("...T12:00:00.123456Z", or without the fraction when it is
+    0) in the one form its Data Manager's date filters parse: UTC with microseconds."""
+    if not isinstance(value, str):
+        raise ValueError(f"Label Studio's task has no updated_at time, got {value!r:.40}")
+    when = datetime.fromisoformat(value)
+    return (when if when.tzinfo else when.replace(tzinfo=timezone.utc)).astimezone(timezone.utc).strftime(
+        "%Y-%m-%dT%H:%M:%S.%fZ")

@@ -19,6 +19,7 @@ def build_engine(settings: Settings, worker: bool = False) -> Tuple[Engine, Metr
     if settings.redis_url:
         from .rq_runner import RunStats
 
+        engine.jobs.retry_deferred()  # requests kept while Redis was unreachable, before this process started
         stats = RunStats(engine.jobs.redis)
         if worker:
             engine.events.subscribe(stats)
@@ -31,6 +32,5 @@ def build_engine(settings: Settings, worker: bool = False) -> Tuple[Engine, Metr
 
         client = LabelStudioClient(settings.label_studio_url, settings.label_studio_api_key)
         link = StudioLink(engine, client, settings)
-        engine.events.subscribe(link)
-        link.resume()  # pushes held back, failed or cut off when the last process stopped
+        engine.events.subscribe(link)  # its `serving` (Engine.resume, in the serving process) catches up
     return engine, metrics

@@ -28,6 +28,11 @@ NEGATIVE = [
 ]
 
 
+def version_of(model_version: str) -> str:
+    """The backend's version behind a name Label Studio stores (`v0003-...@instance`)."""
+    return model_version.split("@")[0]
+
+
 def task(task_id: int, text, project: int = 1, key: str = "text") -> Dict:
     return {"id": task_id, "data": {key: text}, "meta": {}, "annotations": [], "predictions": [], "project": project}
 

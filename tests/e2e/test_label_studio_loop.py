@@ -7,6 +7,7 @@ import time
 import requests
 
 from baal_backend.data import load_clinc
+from baal_backend.project import Trash
 from baal_backend.studio_client import LabelStudioClient
 from tests.helpers import label_config
 
@@ -79,12 +80,12 @@ def test_active_learning_loop_with_real_label_studio(label_studio, backend_facto
     def configured():
         settings = ls.api("GET", f"/api/projects/{project}")
         stored = _predictions(ls, project)
-        ok = settings["sampling"] == "Uncertainty sampling" and settings["model_version"] == "v0000"
+        ok = settings["sampling"] == "Uncertainty sampling" and settings["model_version"].startswith("v0000@")
         return stored if ok and len(stored) == len(rows) else None
 
     stored = _wait(configured, 120, "the backend to push v0000 and set uncertainty sampling")
     # before any training nothing is pre-filled: a score to sort by, no guessed class
-    assert all(p["model_version"] == "v0000" and p["score"] is not None and p["result"] == [] for p in stored)
+    assert all(p["model_version"].startswith("v0000@") and p["score"] is not None and p["result"] == [] for p in stored)
     lowest = min(stored, key=lambda p: p["score"])
     assert ls.api("GET", f"/api/projects/{project}/next")["id"] == lowest["task"]
 
@@ -99,7 +100,7 @@ def test_active_learning_loop_with_real_label_studio(label_studio, backend_facto
             (body["push"] or {}).get("version") == body["current"] and body["push"]["status"] == "ok"
 
     first = _wait_backend(backend, project, trained_on(12), 180, "a version trained on 12 labels")
-    version = first["current"]
+    version = first["studio_version"]
     assert ls.api("GET", f"/api/projects/{project}")["model_version"] == version
     fresh = [p for p in _predictions(ls, project) if p["model_version"] == version]
     assert len(fresh) == len(rows) - 12 and {p["task"] for p in fresh}.isdisjoint(labeled)
@@ -128,11 +129,16 @@ def test_active_learning_loop_with_real_label_studio(label_studio, backend_facto
     meta = json.loads((tmp_path / "models" / "projects" / str(project) / "versions" / third["current"] / "meta.json").read_text())
     assert not {annotations[t] for t in dropped} & set(meta["annotation_ids"])
 
-    # after v0000 and three trained versions, Label Studio holds at most one prediction of ours per task
-    per_task = {}
+    # after v0000 and three trained versions, nothing of ours was deleted (an annotator's open task
+    # keeps the prediction it was pre-filled from): each task holds at most two of ours, rewritten
+    # in place, and each unlabeled one exactly one of the current version
+    per_task, current = {}, {}
     for p in _predictions(ls, project):
         per_task[p["task"]] = per_task.get(p["task"], 0) + 1
-    assert max(per_task.values()) == 1, per_task
+        if p["model_version"] == third["studio_version"]:
+            current[p["task"]] = current.get(p["task"], 0) + 1
+    assert max(per_task.values()) <= 2, per_task
+    assert set(current.values()) == {1} and len(current) == len(rows) - 11  # 10 labeled, 1 task deleted
 
     # a backend restart mid-project: predictions keep working without /setup
     backend.stop(signal.SIGKILL)
@@ -142,7 +148,7 @@ def test_active_learning_loop_with_real_label_studio(label_studio, backend_facto
     ls.api("POST", "/api/dm/actions", params={"id": "retrieve_tasks_predictions", "project": project},
            json={"selectedItems": {"all": True, "excluded": []}})
     served = [p for p in _predictions(ls, project) if p["task"] == new_id]
-    assert [p["model_version"] for p in served] == [third["current"]] and served[0]["score"] is not None
+    assert [p["model_version"] for p in served] == [third["studio_version"]] and served[0]["score"] is not None
 
 
 def test_without_credentials_the_manual_steps_work(label_studio, backend_factory):
@@ -157,9 +163,9 @@ def test_without_credentials_the_manual_steps_work(label_studio, backend_factory
     ls.api("POST", "/api/dm/actions", params={"id": "retrieve_tasks_predictions", "project": project},
            json={"selectedItems": {"all": True, "excluded": []}})
     stored = _predictions(ls, project)
-    assert len(stored) == len(rows) and all(p["model_version"] == "v0000" and p["score"] is not None for p in stored)
+    assert len(stored) == len(rows) and all(p["model_version"].startswith("v0000@") and p["score"] is not None for p in stored)
     assert ls.api("GET", f"/api/projects/{project}")["sampling"] != "Uncertainty sampling"  # nobody set it
-    ls.api("PATCH", f"/api/projects/{project}", json={"sampling": "Uncertainty sampling", "model_version": "v0000"})
+    ls.api("PATCH", f"/api/projects/{project}", json={"sampling": "Uncertainty sampling", "model_version": stored[0]["model_version"]})
     lowest = min(stored, key=lambda p: p["score"])
     assert ls.api("GET", f"/api/projects/{project}/next")["id"] == lowest["task"]
 
@@ -232,7 +238,7 @@ def test_late_backend_learns_everything_from_label_studio(label_studio, backend_
     body = _wait_backend(backend, project, lambda b: b["details"] and (b["push"] or {}).get("version") == b["current"],
                          180, "a version after Start training, pushed")
     assert body["details"][-1]["n_labels"] == 12
-    assert ls.api("GET", f"/api/projects/{project}")["model_version"] == body["current"]
+    assert ls.api("GET", f"/api/projects/{project}")["model_version"] == body["studio_version"]
 
 
 
@@ -251,9 +257,9 @@ def test_basic_auth_through_label_studio(label_studio, backend_factory):
     ls.api("POST", f"/api/projects/{project}/import", json=[{"text": t} for t, _ in rows])
     ls.api("POST", "/api/ml", json={"url": backend.url, "project": project, "title": "baal", "auth_method": "BASIC_AUTH",
                                     "basic_auth_user": auth["BASIC_AUTH_USER"], "basic_auth_pass": auth["BASIC_AUTH_PASS"]})
-    _wait(lambda: any((h.get("headers") or {}).get("Authorization", "").startswith("Basic ")
+    _wait(lambda: any((h.get("headers") or {}).get("Authorization", "").startswith("Bearer ")
                       for h in ls.api("GET", "/api/webhooks", params={"project": project})), 60,
-          "the backend to put its basic auth header on the webhook")
+          "the backend to put its webhook token on the webhook")
     for task in _ordered_tasks(ls, project)[:7]:
         _annotate(ls, task["id"], truth[task["data"]["text"]])
 
@@ -266,7 +272,7 @@ def test_basic_auth_through_label_studio(label_studio, backend_factory):
     # Retrieve Predictions goes through the same credentials
     ls.api("POST", "/api/dm/actions", params={"id": "retrieve_tasks_predictions", "project": project},
            json={"selectedItems": {"all": True, "excluded": []}})
-    assert {p["model_version"] for p in _predictions(ls, project)} <= {"v0000", body["current"]}
+    assert {p["model_version"].split("@")[0] for p in _predictions(ls, project)} <= {"v0000", *body["versions"]}
 
 
 def test_push_skips_a_task_deleted_meanwhile(label_studio):
@@ -279,7 +285,7 @@ def test_push_skips_a_task_deleted_meanwhile(label_studio):
     ls.api("DELETE", f"/api/tasks/{ids[4]}")
     client = LabelStudioClient(ls.url, ls.token)
     preds = [{"task": tid, "result": [], "score": 0.5, "model_version": "v0001-20260101-000000"} for tid in ids]
-    assert client.import_predictions(str(project), preds) == 8
+    assert client.import_predictions(str(project), preds) == (8, [ids[4]])
     assert sorted(p["task"] for p in _predictions(ls, project)) == ids[:4] + ids[5:]
 
 
@@ -297,13 +303,13 @@ def test_pushes_are_held_back_and_then_sent(label_studio, backend_factory):
     for task in tasks[:6]:
         _annotate(ls, task["id"], truth[task["data"]["text"]])
     first = _wait_backend(backend, project, lambda b: b["details"] and b["details"][-1]["n_labels"] == 6, 120, "v1")
-    _wait(lambda: ls.api("GET", f"/api/projects/{project}")["model_version"] == first["current"], 30, "first pushed")
+    _wait(lambda: ls.api("GET", f"/api/projects/{project}")["model_version"] == first["studio_version"], 30, "first pushed")
     for task in tasks[6:8]:
         _annotate(ls, task["id"], truth[task["data"]["text"]])
     second = _wait_backend(backend, project, lambda b: b["details"][-1]["n_labels"] == 8, 120, "v2")
     assert second["last_run"]["push"]["status"] == "deferred"
-    assert ls.api("GET", f"/api/projects/{project}")["model_version"] == first["current"]  # held back
-    _wait(lambda: ls.api("GET", f"/api/projects/{project}")["model_version"] == second["current"], 60,
+    assert ls.api("GET", f"/api/projects/{project}")["model_version"] == first["studio_version"]  # held back
+    _wait(lambda: ls.api("GET", f"/api/projects/{project}")["model_version"] == second["studio_version"], 60,
           "the held-back push")
 
 
@@ -334,3 +340,22 @@ def test_a_long_push_never_holds_the_next_version_back(label_studio, backend_fac
     assert done["push"]["status"] == "ok" and done["push"]["predictions"] == 1500 - 8
     assert ls.api("GET", f"/api/projects/{project}")["model_version"] == second["current"]
     assert set(ls.api("GET", f"/api/projects/{project}/model-versions")) == {second["current"]}
+
+
+def test_a_forged_project_deleted_is_refused_while_label_studio_has_the_project(label_studio, backend_factory,
+                                                                                 tmp_path):
+    """An unauthenticated backend takes any POST: PROJECT_DELETED trashes a project only once
+    Label Studio answers 404 for it (its Community edition never sends one itself)."""
+    ls = label_studio
+    backend = backend_factory()
+    project = ls.api("POST", "/api/projects", json={"title": "forged delete", "label_config": CONFIG})["id"]
+    ls.api("POST", "/api/ml", json={"url": backend.url, "project": project, "title": "baal"})  # /setup: state
+    root = tmp_path / "models" / "projects" / str(project)
+    assert root.is_dir()
+    deleted = {"action": "PROJECT_DELETED", "project": {"id": project}}
+    forged = requests.post(f"{backend.url}/webhook", json=deleted, timeout=30).json()
+    assert forged["status"] == "refused" and f"Label Studio still has project {project}" in forged["reason"]
+    assert root.is_dir() and not Trash(tmp_path / "models", 7).entries()
+    ls.api("DELETE", f"/api/projects/{project}")
+    assert requests.post(f"{backend.url}/webhook", json=deleted, timeout=30).json()["status"] == "ok"
+    assert not root.exists() and [e.project for e in Trash(tmp_path / "models", 7).entries()] == [str(project)]

@@ -14,6 +14,19 @@ def _settle(page, seconds: float = 3.0) -> None:
     time.sleep(seconds)  # Label Studio's UI keeps rendering after the network is idle
 
 
+def login(browser, ls):
+    """A browser context logged in to Label Studio as its admin, and its page."""
+    password = ls.proc.args[ls.proc.args.index("--password") + 1]
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    page = context.new_page()
+    page.goto(f"{ls.url}/user/login")
+    page.fill("input[name=email]", "admin@example.com")
+    page.fill("input[name=password]", password)
+    page.click("button[type=submit]")
+    _settle(page, 2)
+    return context, page
+
+
 def test_an_annotator_runs_the_loop_in_label_studios_ui(label_studio, backend_factory, browser):
     ls = label_studio
     backend = backend_factory(MIN_LABELS="8")  # with credentials: each version's scores are pushed
@@ -23,14 +36,7 @@ def test_an_annotator_runs_the_loop_in_label_studios_ui(label_studio, backend_fa
     tasks = ls.api("GET", "/api/tasks", params={"project": pid, "page_size": 100})["tasks"]
     truth = {t["id"]: y for t, (_, y) in zip(sorted(tasks, key=lambda t: t["id"]), rows)}
     OUT.mkdir(parents=True, exist_ok=True)
-    password = ls.proc.args[ls.proc.args.index("--password") + 1]
-    context = browser.new_context(viewport={"width": 1400, "height": 900})
-    page = context.new_page()
-    page.goto(f"{ls.url}/user/login")
-    page.fill("input[name=email]", "admin@example.com")
-    page.fill("input[name=password]", password)
-    page.click("button[type=submit]")
-    _settle(page, 2)
+    context, page = login(browser, ls)
 
     # 1. connect the model: Settings -> Model -> Connect Model
     page.goto(f"{ls.url}/projects/{pid}/settings/ml")
@@ -75,7 +81,7 @@ def test_an_annotator_runs_the_loop_in_label_studios_ui(label_studio, backend_fa
 
     # 4. the backend trains a version on the 8 labels and pushes its scores; the Data Manager shows them
     body = _wait_backend(backend, pid, lambda b: b["versions"] and b["labels"] == 8, 240, "a version on 8 labels")
-    version = body["current"]
+    version = body["studio_version"]
     _wait(lambda: ls.api("GET", f"/api/projects/{pid}")["model_version"] == version, 120, "the version is pushed")
     page.goto(f"{ls.url}/projects/{pid}/data")
     _settle(page, 4)

@@ -30,14 +30,14 @@ def test_predict_one_result_per_task_in_order(make_app, labels, config):
     assert len(results) == 25
     for res in results:
         # before any training the base model does not know these classes: a score, no guess
-        assert res["model_version"] == "v0000" and res["result"] == []
+        assert res["model_version"].startswith("v0000@") and res["result"] == []
         assert 0.0 <= res["score"] <= 1.0
     _train(client, [_relabel(e, config, labels) for e in sentiment_events(1, 20)])
     for res in _predict(client, tasks, config):
         (region,) = res["result"]
         assert region["type"] == "choices" and region["value"]["choices"][0] in labels
         assert region["from_name"] in ("sentiment", "intent") and region["to_name"] == "text"
-        assert 0.0 < region["score"] <= 1.0 and 0.0 <= res["score"] <= 1.0 and res["model_version"] != "v0000"
+        assert 0.0 < region["score"] <= 1.0 and 0.0 <= res["score"] <= 1.0 and not res["model_version"].startswith("v0000@")
 
 
 def _relabel(event, config, labels):
@@ -87,7 +87,7 @@ def test_score_orientation_lowest_is_least_certain(make_app):
 
 def test_webhook_trains_publishes_and_predict_serves_new_version(make_app):
     client = make_app()
-    assert client.post("/setup", json={"project": "1.1795516926", "schema": SENTIMENT}).json == {"model_version": "v0000"}
+    assert client.post("/setup", json={"project": "1.1795516926", "schema": SENTIMENT}).json == {"model_version": f"v0000@{client.engine.instance}"}
     started = time.perf_counter()
     _train(client, sentiment_events(1, 20))
     versions = client.get("/versions?project=1").json
@@ -96,9 +96,9 @@ def test_webhook_trains_publishes_and_predict_serves_new_version(make_app):
     assert versions["details"][-1]["metrics"]["eval"] == "5-fold cv"  # 20 labels: too few for a slice
     assert 0 <= versions["details"][-1]["metrics"]["macro_f1"] <= 1
     results = _predict(client, [task(1, "I really love this, wonderful"), task(2, "horrible and awful, I hate it")])
-    assert {r["model_version"] for r in results} == {versions["current"]}
+    assert {r["model_version"] for r in results} == {versions["studio_version"]} == {f"{versions['current']}@{client.engine.instance}"}
     assert [r["result"][0]["value"]["choices"][0] for r in results] == ["Positive", "Negative"]
-    assert client.post("/setup", json={"project": "1.1795516926", "schema": SENTIMENT}).json["model_version"] == versions["current"]
+    assert client.post("/setup", json={"project": "1.1795516926", "schema": SENTIMENT}).json["model_version"] == versions["studio_version"]
     assert client.post("/versions", json={"project": "1.1795516926"}).json["versions"] == versions["versions"]
     assert time.perf_counter() - started < 60
 
@@ -183,7 +183,7 @@ def test_two_projects_stay_isolated(make_app):
     assert res1[0]["result"][0]["value"]["choices"][0] in ("Positive", "Negative")
     assert res2[0]["result"][0]["from_name"] == "topic"
     assert res2[0]["result"][0]["value"]["choices"][0] in ("sport", "politics", "tech")
-    assert res1[0]["model_version"] == eng.current_version("1") and res2[0]["model_version"] == eng.current_version("2")
+    assert res1[0]["model_version"] == f"{eng.current_version('1')}@{eng.instance}" and res2[0]["model_version"] == f"{eng.current_version('2')}@{eng.instance}"
 
 
 def test_restart_keeps_labels_version_and_predicts_without_setup(make_app, tmp_path):
@@ -194,7 +194,7 @@ def test_restart_keeps_labels_version_and_predicts_without_setup(make_app, tmp_p
     restarted = make_app(model_dir=client.engine.settings.model_dir)
     assert restarted.engine.project("1").store.count() == 12
     resp = restarted.post("/predict", json={"tasks": [task(1, "I love this")]})
-    assert resp.status_code == 200 and resp.json["results"][0]["model_version"] == version
+    assert resp.status_code == 200 and resp.json["results"][0]["model_version"] == f"{version}@{client.engine.instance}"
     assert restarted.get("/versions?project=1").json["current"] == version
 
 

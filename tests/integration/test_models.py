@@ -31,7 +31,7 @@ def test_finetuned_checkpoint_predicts_before_any_annotation(make_app, sentiment
     texts = POSITIVE[:5] + NEGATIVE[:5]
     resp = client.post("/predict", json={"project": "1.1", "label_config": SENTIMENT, "tasks": [task(i, t) for i, t in enumerate(texts)]})
     got = [r["result"][0]["value"]["choices"][0] for r in resp.json["results"]]
-    assert resp.json["results"][0]["model_version"] == "v0000"
+    assert resp.json["results"][0]["model_version"].startswith("v0000@")
     assert got == ["Positive"] * 5 + ["Negative"] * 5
 
 
@@ -79,7 +79,7 @@ def test_finetune_mode_trains_with_baal_trainer_and_serves(make_app):
     resp = restarted.post("/predict", json={"tasks": [task(1, "I love it"), task(2, ""), task(3, "I hate it")],
                                             "project": "1.1"})
     results = resp.json["results"]
-    assert results[0]["model_version"] == body["current"] and results[1]["result"] == []
+    assert results[0]["model_version"] == body["studio_version"] and results[1]["result"] == []
     assert [results[i]["result"][0]["value"]["choices"][0] for i in (0, 2)] == ["Positive", "Negative"]
     assert 0 <= results[0]["score"] <= 1
     _, reloaded = restarted.engine.classifier("1")
@@ -131,7 +131,7 @@ def test_the_design_cards_configuration_on_distilbert(make_app, tmp_path):
     assert probs.shape == (3, 2, 20) and probs.std(-1).max() > 0  # the draws disagree
     resp = client.post("/predict", json={"project": "1.1", "tasks": [task(1, "I love it"), task(2, "awful")]})
     results = resp.json["results"]
-    assert [r["model_version"] for r in results] == [version] * 2
+    assert [r["model_version"] for r in results] == [f"{version}@{client.engine.instance}"] * 2
     assert all(r["result"][0]["value"]["choices"][0] in ("Positive", "Negative") for r in results)
 
 

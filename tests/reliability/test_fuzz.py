@@ -2,7 +2,8 @@
 
 A state machine sends valid annotation events (created, updated, cancelled, deleted, bulk, tasks
 deleted) mixed with garbage, and checks after every step that the label store holds exactly the
-labels a faithful mirror of those events holds.
+labels a faithful mirror of those events holds (an annotation deleted in Label Studio stays deleted:
+later events for it are late ones).
 """
 import itertools
 import json
@@ -51,6 +52,7 @@ class Fuzz(RuleBasedStateMachine):
         super().__init__()
         self.project = next(_PROJECTS)
         self.mirror = {}  # annotation id -> (task id, label)
+        self.deleted = set()  # annotation ids deleted in Label Studio: never stored again
         STATS["machines"] += 1
 
     def _post(self, path, body):
@@ -60,6 +62,10 @@ class Fuzz(RuleBasedStateMachine):
         STATS["5xx"] += resp.status_code >= 500
         assert resp.status_code < 500, (path, resp.status_code, resp.get_data(as_text=True)[:300])
         return resp
+
+    def _has_state(self) -> bool:
+        """Deletions leave their tombstones only in a project that has state."""
+        return "engine" in _APP and _APP["engine"].project(str(self.project)).exists
 
     def _event(self, action, aid, task_id, text, label, cancelled=False):
         result = [] if label is None else [
@@ -73,7 +79,9 @@ class Fuzz(RuleBasedStateMachine):
     def annotate(self, aid, task_id, text, label, action):
         resp = self._post("/webhook", self._event(action, aid, task_id, text, label))
         assert resp.status_code == 200
-        if text.strip():
+        if aid in self.deleted:
+            pass
+        elif text.strip():
             self.mirror[aid] = (task_id, label)
         else:  # a task without text carries no usable label
             self.mirror.pop(aid, None)
@@ -93,22 +101,27 @@ class Fuzz(RuleBasedStateMachine):
                 "annotation": [e["annotation"] for e in events], "task": [e["task"] for e in events]}
         assert self._post("/webhook", body).status_code == 200
         for aid, tid, label in rows:
-            self.mirror[aid] = (tid, label)
+            if aid not in self.deleted:
+                self.mirror[aid] = (tid, label)
 
     @rule(ids=st.lists(st.integers(1, 45), max_size=4), plural=st.booleans())
     def delete(self, ids, plural):
         body = ({"action": "ANNOTATIONS_DELETED", "annotations": [{"id": i} for i in ids]} if plural
                 else {"action": "ANNOTATION_DELETED", "annotation": {"id": ids[0]} if ids else {}})
         body["project"] = {"id": self.project, "label_config": CONFIG}
+        has_state = self._has_state()
         status = self._post("/webhook", body).status_code
         assert status == (200 if ids or plural else 400)  # a single delete without an id is refused
         for i in ids if plural else ids[:1]:
             self.mirror.pop(i, None)
+            if has_state:
+                self.deleted.add(i)
 
     @rule(tasks=st.lists(st.integers(1, 16), max_size=3))
     def delete_tasks(self, tasks):
         body = {"action": "TASKS_DELETED", "project": {"id": self.project}, "tasks": [{"id": t} for t in tasks]}
         assert self._post("/webhook", body).status_code == 200
+        self.deleted |= {a for a, (t, _) in self.mirror.items() if t in tasks}
         self.mirror = {a: (t, lb) for a, (t, lb) in self.mirror.items() if t not in tasks}
 
     @rule(action=st.sampled_from(ACTIONS), junk=st.dictionaries(st.sampled_from(
@@ -140,16 +153,21 @@ class Fuzz(RuleBasedStateMachine):
                 "annotation": {"id": ident, "task": ident, "result": [
                     {"from_name": "intent", "to_name": "text", "type": "choices", "value": {"choices": ["alpha"]}}]},
                 "task": {"id": ident, "data": {"text": "odd id"}}, "tasks": [{"id": ident}]}
+        has_state = self._has_state()
         resp = self._post("/webhook", body)
         if isinstance(ident, str) and ident.strip().isdigit():  # Label Studio ids may come as strings
             ident = int(ident)
         valid = isinstance(ident, int) and not isinstance(ident, bool) and 0 <= ident < 2**63
         if resp.status_code == 200 and valid:
             if action == "ANNOTATION_CREATED":
-                self.mirror[ident] = (ident, "alpha")
+                if ident not in self.deleted:
+                    self.mirror[ident] = (ident, "alpha")
             elif action == "ANNOTATION_DELETED":
                 self.mirror.pop(ident, None)
+                if has_state:
+                    self.deleted.add(ident)
             else:
+                self.deleted |= {a for a, (t, _) in self.mirror.items() if t == ident}
                 self.mirror = {a: (t, lb) for a, (t, lb) in self.mirror.items() if t != ident}
         else:
             assert resp.status_code == 400, (ident, resp.status_code)

@@ -30,6 +30,11 @@ def test_values_and_overrides():
         ({"EVAL_FRACTION": "0.95"}, "EVAL_FRACTION"),
         ({"LABEL_STUDIO_URL": "http://ls:8080"}, "set together"),
         ({"LOG_LEVEL": "loud"}, "LOG_LEVEL='LOUD' is not one of"),
+        ({"MAX_LOADED_MODELS": "0"}, "MAX_LOADED_MODELS must be at least 1"),
+        ({"TRASH_DAYS": "-1"}, "TRASH_DAYS must be 0 or more"),
+        ({"TRASH_DAYS": "a week"}, "TRASH_DAYS must be a number"),
+        ({"RECONCILE_SECONDS": "0"}, "RECONCILE_SECONDS must be between 1 and 86400"),
+        ({"RECONCILE_SECONDS": "hourly"}, "RECONCILE_SECONDS must be a number"),
     ],
 )
 def test_bad_values_are_named(env, message):

@@ -1,0 +1,41 @@
+"""A project id Label Studio reuses (a reinstall, a second Label Studio) is another project: it
+never inherits the stored one's labels and versions, which go to the trash; state from before
+identities keeps everything and adopts the first creation time it is given."""
+from datetime import datetime, timezone
+
+from baal_backend.project import Trash
+from tests.helpers import SENTIMENT, sentiment_events
+
+
+def _webhooks(client, events, created=None):
+    for event in events:
+        if created is not None:
+            event["project"]["created_at"] = datetime.fromtimestamp(created, timezone.utc).isoformat()
+        assert client.post("/webhook", json=event).status_code == 200
+    assert client.engine.jobs.wait_idle("1", 300)
+
+
+def test_a_reused_project_id_starts_clean_and_the_old_one_is_kept(make_app):
+    client = make_app()
+    model_dir = client.engine.settings.model_dir
+    _webhooks(client, sentiment_events(1, 12))  # state from before identities: no creation time known
+    version = client.engine.current_version("1")
+    # the same Label Studio names the project as ever: everything kept, the time adopted
+    assert client.post("/setup", json={"project": "1.1700000000", "schema": SENTIMENT}).status_code == 200
+    _webhooks(client, sentiment_events(1, 2, start_id=100), created=1700000000)
+    body = client.get("/versions?project=1").json
+    assert body["labels"] == 14 and version in body["versions"]
+    assert (model_dir / "projects" / "1" / "identity.json").exists()
+
+    # a reinstalled Label Studio makes a new project 1, and reuses annotation ids 1, 2, ...
+    assert client.post("/setup", json={"project": "1.1800000000", "schema": SENTIMENT}).status_code == 200
+    body = client.get("/versions?project=1").json
+    assert body["labels"] == 0 and body["versions"] == [], body
+    [old] = Trash(model_dir, 7).entries()
+    assert old.project == "1"
+    _webhooks(client, sentiment_events(1, 3), created=1800000000)
+    assert client.get("/versions?project=1").json["labels"] == 3  # its own labels only
+    from baal_backend.labels import LabelStore
+    kept = LabelStore(old.files / "labels.sqlite3")
+    assert kept.count() == 14  # nothing of the old project was overwritten
+    kept.close()
