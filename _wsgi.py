@@ -32,7 +32,7 @@ from baal_backend.engine import StateError
 from baal_backend.schema import SchemaError
 from baal_backend.settings import Settings, SettingsError
 from baal_backend.studio import RequestError, project_id, studio_version
-from baal_backend.studio_link import STATE as PUSH_STATE, missed_webhooks
+from baal_backend.studio_link import STATE as PUSH_STATE, missed_webhooks, push_problem
 from baal_backend.wiring import build_engine
 from label_studio_baal_hf import HANDLED_EVENTS, BaalTextClassifier
 
@@ -176,7 +176,8 @@ def create_app(settings: Optional[Settings] = None) -> Flask:
         `missed_webhooks` (whether labels whose webhook was lost are recovered)."""
         status: Dict[str, Any] = {"status": "UP", "model_class": BaalTextClassifier.__name__}
         if authorized():
-            status.update(problems=sorted([*engine.problems.values(), *engine.jobs.problems()]),
+            pushes = [push_problem(engine.project(p)) for p in engine.current_versions()]
+            status.update(problems=sorted([*engine.problems.values(), *engine.jobs.problems(), *filter(None, pushes)]),
                           failed_runs=engine.failed_runs(), missed_webhooks=missed_webhooks(settings))
         return jsonify(status)
 
@@ -255,7 +256,9 @@ def create_app(settings: Optional[Settings] = None) -> Flask:
         pid = project_id(project)
         if not engine.project(pid).exists:
             return jsonify({"error": f"project {pid} has no state on this backend: connect it in Label Studio first"}), 404
-        return Response(report.render(report.collect(engine, pid)), mimetype="text/html",
+        data = report.collect(engine, pid)
+        data["problems"] += [p for p in [push_problem(engine.project(pid))] if p]
+        return Response(report.render(data), mimetype="text/html",
                         headers={"Content-Security-Policy": report.csp(), "X-Frame-Options": "DENY"})
 
     return app

@@ -36,7 +36,7 @@ class BaalTextClassifier(LabelStudioMLBase):
         super().__init__(**kwargs)  # the config is parsed (and validated) by the engine, once
         self.engine = engine
         self.project = project_id(project)
-        engine.identify(self.project, project_created(project))
+        self._created = project_created(project)  # only /setup and /predict act on it (`_identify`)
         self.label_config = label_config
         self._config_is_current = config_is_current
         self._schema: Optional[Schema] = None
@@ -55,11 +55,13 @@ class BaalTextClassifier(LabelStudioMLBase):
 
     def setup(self) -> str:
         """Label Studio connects the project: remember its config, answer the current version."""
+        self._identify()
         self.engine.events.emit("connected", self.project, self.schema)
         return self.model_version
 
     def predict(self, tasks: List[Dict], **kwargs: Any) -> List[Dict]:
         """One prediction per task, in order; a task without usable text gets an empty result."""
+        self._identify()
         indices, texts = texts_of(tasks, self.schema, self.project)
         task_ids = [tasks[i].get("id") for i in indices]  # texts_of kept only dict tasks
         preds = self.engine.predict(self.project, self.schema, texts, task_ids) if texts else None
@@ -69,6 +71,11 @@ class BaalTextClassifier(LabelStudioMLBase):
             for i, item in zip(indices, predictions_json(self.schema, preds, self.engine.instance)):
                 results[i] = item
         return results
+
+    def _identify(self) -> None:
+        """Label Studio's own requests (/setup, /predict) say which project this id is now; a
+        webhook's word is not taken (its token is readable by the organisation)."""
+        self.engine.identify(self.project, self._created)
 
     def process_event(self, event: str, data: Dict, job_id: Any = None, additional_params: Any = None) -> Dict:
         """Mirror the event in the label store, ask for a training run when labels changed, and

@@ -483,18 +483,22 @@ class Engine:
             self._projects.pop(project.id, None)
             self._verdicts.pop(project.id, None)
             self._identities.pop(project.id, None)
+            self.problems = {k: v for k, v in self.problems.items() if k.partition(":")[2] != project.id}
+            self._refused = {k: v for k, v in self._refused.items() if k[0] != project.id}
         with self._loaded_lock:
             self._loaded.pop(project, None)
-            self._refused = {k: v for k, v in self._refused.items() if k[0] != project.id}
         self._purge_trash()
         return True
 
-    def identify(self, project_id: str, created: Optional[int]) -> None:
+    def identify(self, project_id: str, created: Optional[int], confirmed: bool = False) -> None:
         """Label Studio names a project by its id and creation time (`"3.1700000000"` in /setup
-        and /predict, `created_at` in webhooks). The same id with another creation time is
+        and /predict, `created_at` in its API). The same id with another creation time is
         another project (Label Studio reinstalled, a second instance): it must not inherit the
         stored one's labels and versions, which go to the trash (restorable). State from before
-        identities, or made before its first stamped request, takes the first time it is given."""
+        identities, or made before its first stamped request, takes the first time it is given.
+        A time from a request (not `confirmed` by Label Studio itself) is checked by the
+        listeners first (`identifying`: the Label Studio link asks Label Studio); an objection
+        leaves everything as it is."""
         if created is None:
             return
         with self._lock:
@@ -504,6 +508,12 @@ class Engine:
         if not project.exists:
             return
         known = project.read_json(IDENTITY).get("created")
+        if known != created and not confirmed:
+            objections: List[str] = []
+            if not self.events.emit("identifying", project_id, created, objections) or objections:
+                log.warning("project %s: a request names it as created at %s; not taken (%s)", project_id, created,
+                            "; ".join(objections) or "the check failed, see the log")
+                return
         if known is None:
             with self._writing("store the project's identity"):
                 project.write_json(IDENTITY, {"created": created})

@@ -36,6 +36,10 @@ class Listener:
     def stopping(self) -> None:
         """The process is stopping: end that background work."""
 
+    def identifying(self, project_id: str, created: int, objections: List[str]) -> None:
+        """A request says the project was created at `created` (epoch seconds), not what is
+        stored: append a reason to `objections` if its source disagrees."""
+
     def deleting(self, project_id: str, objections: List[str]) -> None:
         """A PROJECT_DELETED asks to trash the project's state; append a reason to `objections` to
         refuse (the project still exists at the source). Raising refuses too."""

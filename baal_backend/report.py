@@ -139,8 +139,8 @@ text($("status"), running +
   (run.status ? `Last run: ${run.status}` + (run.version ? ` (${run.version})` : "") +
    (run.seconds !== undefined ? `, ${run.seconds} s` : "") + (run.at ? `, at ${run.at}` : "") +
    (run.error ? `. Error: ${run.error}` : "") + (run.reason ? `. ${run.reason}` : "") : "No training run yet.") +
-  ` Serving ${D.current}.` + D.problems.map((p) => ` Problem: ${p}.`).join(""));
-if (run.status === "failed" || D.problems.length) $("status").classList.add("fail");
+  ` Serving ${D.current}.` + (D.problems || []).map((p) => ` Problem: ${p}.`).join(""));
+if (run.status === "failed" || (D.problems || []).length) $("status").classList.add("fail");
 text($("stopping"), (D.stopping.stop ? "Stop signal: " : "Stop signal: not yet. ") + D.stopping.reason);
 $("stopping").classList.add(D.stopping.stop ? "stop" : "go");
 

@@ -71,7 +71,8 @@ class RedisTrainingQueue:
 
     def __init__(self, redis_url: str, queue: str, state_dir: Path):
         self.url = mask_credentials(redis_url)
-        self.redis = Redis.from_url(redis_url, socket_connect_timeout=CONNECT_SECONDS)
+        # a Redis that accepts but never answers must not hold request threads: every call times out
+        self.redis = Redis.from_url(redis_url, socket_connect_timeout=CONNECT_SECONDS, socket_timeout=CONNECT_SECONDS)
         self.queue = Queue(queue, connection=self.redis)
         self.state_dir = state_dir
         self._recover = self.redis.register_script(_RECOVER)

@@ -125,7 +125,7 @@ class LabelStudioClient:
         return self.request("GET", f"/api/projects/{project}/export", timeout=EXPORT_TIMEOUT, params=params).json()
 
     def tasks(self, project: str, page_size: int = PAGE_SIZE) -> List[Dict]:
-        """Every task without annotations or predictions (id, data, `total_annotations`), paged
+        """Every task, listed without its annotations or predictions (id, data, `total_annotations`), paged
         until Label Studio's own `total` is reached: a server that caps the page size below ours
         is still listed whole. A listing that falls short raises `PushError`."""
         query = json.dumps({"ordering": ["tasks:id"]})

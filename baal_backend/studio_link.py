@@ -38,7 +38,7 @@ from .project import Project
 from .registry import UNTRAINED
 from .schema import Schema
 from .settings import Settings
-from .studio import predictions_json, source_time, studio_version, texts_of
+from .studio import predictions_json, project_created, source_time, studio_version, texts_of
 from .studio_client import PAGE_SIZE, UNCERTAINTY_SAMPLING, Activity, LabelStudioClient, PushError
 
 log = logging.getLogger(__name__)
@@ -169,9 +169,32 @@ class StudioLink(Listener):
                 return "done"
             if not held:
                 return "busy"
+            if not self._same_project(project_id):
+                return "done"  # Label Studio's project of this id is another one: the old state is in the trash
             if authorize:
                 self._authorize_webhook(project_id)
             return "done" if self._push_quietly(project_id) else "failed"
+
+    def _same_project(self, project_id: str) -> bool:
+        """Whether Label Studio's project of this id is still the one stored here (`identify`,
+        with Label Studio's own creation time): never push an old project's model into a new
+        project that reuses its id. Unknown (Label Studio unreachable) counts as the same."""
+        try:
+            created = project_created(self.client.project(project_id))
+        except Exception:  # noqa: BLE001 - the push itself fails and is retried
+            return True
+        self.engine.identify(project_id, created, confirmed=True)
+        return self.engine.project(project_id).exists
+
+    def identifying(self, project_id: str, created: int, objections: List[str]) -> None:
+        """A request names another creation time for the project: only Label Studio's word counts."""
+        try:
+            actual = project_created(self.client.project(project_id))
+        except Exception as exc:  # noqa: BLE001 - unconfirmed: keep what is stored
+            objections.append(f"Label Studio cannot confirm it: {_reason(exc)}")
+            return
+        if actual != created:
+            objections.append(f"Label Studio says project {project_id} was created at {actual}")
 
     def resume(self) -> None:
         """At start-up: bring Label Studio up to date for every project it is behind on (a push
@@ -265,14 +288,10 @@ class StudioLink(Listener):
         started = time.time()
         try:
             outcome = {"status": "ok", **self.push(project_id, self.engine.schema(project_id))}
-            self.engine.problems.pop(f"push:{project_id}", None)
         except Exception as exc:  # noqa: BLE001
             outcome = {"status": "failed", "error": _reason(exc)}
             log.warning("project %s: pushing predictions to Label Studio failed (retried later; its previous "
                         "predictions stay): %s", project_id, outcome["error"])
-            self.engine.problems[f"push:{project_id}"] = (
-                f"project {project_id}: the push to Label Studio failed (retried; the previous predictions stay): "
-                f"{outcome['error']}")
         if project.exists:
             outcome.update(seconds=round(time.time() - started, 1),
                            at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
@@ -344,6 +363,8 @@ class StudioLink(Listener):
             return False  # nothing to sync into yet
         if project_id in self._asked and self.engine.jobs.is_training(project_id) is not False:
             return False  # the sync asked for last time has not run yet
+        if not self._same_project(project_id):
+            return False  # another project reuses the id: the old state went to the trash
         state = project.read_json(RECONCILE_STATE)
         activity = self.client.activity(project_id, state.get("since"))
         if activity is None:
@@ -404,15 +425,18 @@ class StudioLink(Listener):
         # recorded before anything is stored: a push cut off midway still knows its rows are ours
         project.write_json(STATE, {**state, "ours": sorted(set(state["ours"]) | {name})})
         items = dict(zip(task_ids, predictions_json(schema, preds, self.engine.instance))) if preds else {}
-        rewrite, new = self._plan(project_id, items, state, name)
-        rewritten, vanished = self._rewrite(rewrite)
-        imported = 0
+        shown = self.client.project(project_id)
+        rewrite, new = self._plan(project_id, items, state, name, shown.get("model_version") or "")
+        rewritten, lost = self._rewrite(rewrite)
+        new += [{"task": task, **items[task]} for task in lost]  # a prediction deleted meanwhile: a new one
+        imported = vanished = 0
         for start in range(0, len(new), PAGE_SIZE):
             stored, gone = self.client.import_predictions(project_id, new[start:start + PAGE_SIZE])
             imported, vanished = imported + stored, vanished + len(gone)
         if rewritten + imported + vanished < len(items):  # the client raises first; a last guard
             raise PushError(f"stored {rewritten + imported} of {len(items)} predictions")
-        current = self._make_current(project_id, name, state)
+        current = self._make_current(project_id, name, state, shown) if rewritten + imported else \
+            {"made_current": False, "note": "no unlabeled task to score: the project's version stays"}
         project.write_json(STATE, {**_state(project), "pushed": version, "live": name, "pushed_at": time.time(),
                                    "pushed_labels": _labels_of(project, version),
                                    "sampling_set": bool(state.get("sampling_set") or current.get("sampling"))})
@@ -422,40 +446,44 @@ class StudioLink(Listener):
         return {"version": version, "studio_version": name, "predictions": rewritten + imported,
                 "rewritten": rewritten, "new": imported, "vanished": vanished, **current}
 
-    def _plan(self, project_id: str, items: Dict[int, Dict], state: Dict, name: str
+    def _plan(self, project_id: str, items: Dict[int, Dict], state: Dict, name: str, shown: str
               ) -> Tuple[List[Tuple[int, Dict]], List[Dict]]:
         """Per task: (prediction id to rewrite, its new content), or a new prediction. The row
-        rewritten is one of ours that is not live: one of `name` left by a push cut off, else an
-        older version's. Rows of other sources are never touched, nor our live ones."""
+        rewritten is one of ours that is neither live nor the one the project shows (a person may
+        have picked an older version of ours): one of `name` left by a push cut off, else an
+        older version's. Rows of other sources are never touched."""
+        keep = {state.get("live"), shown}
         spare: Dict[int, Dict] = {}
         for row in self.client.predictions(project_id):
             task, version = row.get("task"), row.get("model_version")
-            if task in items and self._ours(version, state) and version != state.get("live"):
+            if task in items and self._ours(version, state) and version not in keep:
                 if spare.get(task, {}).get("model_version") != name:
                     spare[task] = row
-        rewrite = [(spare[t]["id"], item) for t, item in items.items() if t in spare]
+        # the task goes along: Label Studio validates a result against its task's project
+        rewrite = [(spare[t]["id"], {"task": t, **item}) for t, item in items.items() if t in spare]
         return rewrite, [{"task": t, **item} for t, item in items.items() if t not in spare]
 
-    def _rewrite(self, rewrite: List[Tuple[int, Dict]]) -> Tuple[int, int]:
+    def _rewrite(self, rewrite: List[Tuple[int, Dict]]) -> Tuple[int, List[int]]:
         """Rewrite predictions in place, a few requests at once (Label Studio takes one per
-        request); (rewritten, vanished with their task)."""
+        request); (rewritten, tasks whose prediction was gone: deleted with its task, or by a
+        person, which the import tells apart)."""
         if not rewrite:
-            return 0, 0
+            return 0, []
         with ThreadPoolExecutor(REWRITE_THREADS, thread_name_prefix="push-rewrite") as pool:
             done = list(pool.map(lambda job: self.client.update_prediction(*job), rewrite))
-        return sum(done), len(done) - sum(done)
+        return sum(done), [fields["task"] for (_, fields), ok in zip(rewrite, done) if not ok]
 
-    def _make_current(self, project_id: str, name: str, state: Dict) -> Dict:
+    def _make_current(self, project_id: str, name: str, state: Dict, settings: Dict) -> Dict:
         """Make `name` the project's model version (the one its sort, sampling and pre-fill use),
         but only while the project's version is already one of ours, or, before this backend's
         first push to it, the placeholder Label Studio sets on connect (the model's title, or
-        nothing). A version a person picked (another source's, or none: prelabeling switched
-        off) stays. Once per project, also switch it to uncertainty sampling."""
-        settings = self.client.project(project_id)
+        nothing). A version a person picked (another source's, an older one of ours, or none:
+        prelabeling switched off) stays. Once per project, also switch it to uncertainty
+        sampling. `settings`: the project's, read before the push."""
         shown = settings.get("model_version") or ""
         placeholder = not state.get("live") and (
             shown == "" or shown in {m.get("title") for m in self.client.ml_backends(project_id)})
-        if settings.get("show_collab_predictions") is False or not (self._ours(shown, state) or placeholder):
+        if settings.get("show_collab_predictions") is False or not (shown in (state.get("live"), name) or placeholder):
             why = "prelabeling is off" if settings.get("show_collab_predictions") is False else \
                 f"the project shows {shown!r}, picked in Label Studio"
             return {"made_current": False, "note": f"not made the project's version: {why}"}
@@ -473,14 +501,23 @@ class StudioLink(Listener):
         return isinstance(version, str) and (version.endswith(f"@{self.engine.instance}") or version in state["ours"])
 
 
+def push_problem(project: Project) -> Optional[str]:
+    """What `/health` and the report say when the project's last push failed (read from its
+    state file: with Redis the push runs in the worker, and every replica reads the same)."""
+    last = project.read_json(STATE).get("last_push") or {}
+    if last.get("status") != "failed":
+        return None
+    return (f"project {project.id}: the push to Label Studio failed at {last.get('at')} (retried; the previous "
+            f"predictions stay): {last.get('error')}")
+
+
 def _state(project: Project) -> Dict:
     """The project's link state, with what earlier releases kept: their last pushed version,
     named without an instance, was this backend's own (their only record of it)."""
     state = project.read_json(STATE)
-    if "ours" not in state:
-        state = {**state, "ours": [state["pushed"]] if state.get("pushed") else []}
-        if state.get("pushed"):
-            state["live"] = state["pushed"]
+    if "ours" not in state:  # `v0000` is every backend's untrained rule: never proof of ours
+        old = state.get("pushed") if state.get("pushed") not in (None, UNTRAINED) else None
+        state = {**state, "ours": [old] if old else [], "live": old}
     return state
 
 

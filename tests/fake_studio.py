@@ -24,9 +24,9 @@ class FakeStudio:
         self.tasks: Dict[int, Dict] = {}
         self.predictions: Dict[int, Dict] = {}
         self.settings: Dict[str, Any] = {"id": project, "model_version": "baal", "show_collab_predictions": True,
-                                         "sampling": "Sequential sampling"}
+                                         "sampling": "Sequential sampling", "created_at": "2023-11-14T22:13:20Z"}  # 1700000000
         self.ml_titles = ["baal"]
-        self.faults: Dict[str, Any] = {}  # page_cap, reject_import, drop_import, fail_after, slow_patch, vanish_on_import
+        self.faults: Dict[str, Any] = {}  # page_cap, reject_import, drop_import, fail_after, slow_patch, vanish_on_import, deleted_before_patch
         self.calls: Dict[str, int] = {}
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
@@ -87,6 +87,9 @@ class FakeStudio:
             return self._import(body)
         if path == f"/api/projects/{self.project}":
             if method == "PATCH":
+                known = {p["model_version"] for p in self.predictions.values()} | set(self.ml_titles) | {""}
+                if body.get("model_version", "") not in known:  # as Label Studio's ProjectSerializer
+                    return _json({"validation_errors": {"model_version": ["Model version doesn't exist"]}}, 400)
                 self.settings.update(body)
             return _json(self.settings)
         if path == "/api/ml":
@@ -132,6 +135,8 @@ class FakeStudio:
                 time.sleep(self.faults["slow_patch"])
             finally:
                 self._lock.acquire()
+        if pid == self.faults.get("deleted_before_patch"):  # a person deleted it after the push listed it
+            self.predictions.pop(pid, None)
         row = self.predictions.get(pid)
         if row is None:
             return _json({"detail": "Not found."}, 404)

@@ -39,3 +39,42 @@ def test_a_reused_project_id_starts_clean_and_the_old_one_is_kept(make_app):
     kept = LabelStore(old.files / "labels.sqlite3")
     assert kept.count() == 14  # nothing of the old project was overwritten
     kept.close()
+
+
+def test_a_webhook_cannot_name_another_project(make_app):
+    """A webhook's created_at is never taken (the webhook token is readable by the organisation):
+    a forged one neither trashes nor poisons the stored identity."""
+    client = make_app()
+    assert client.post("/setup", json={"project": "1.1700000000", "schema": SENTIMENT}).status_code == 200
+    _webhooks(client, sentiment_events(1, 12))
+    assert client.post("/setup", json={"project": "1.1700000000", "schema": SENTIMENT}).status_code == 200
+    forged = {"action": "SOMETHING", "project": {"id": 1, "created_at": "2001-01-01T00:00:00Z"}}
+    assert client.post("/webhook", json=forged).status_code == 200
+    assert client.post("/setup", json={"project": "1.1700000000", "schema": SENTIMENT}).status_code == 200
+    assert client.get("/versions?project=1").json["labels"] == 12
+    assert Trash(client.engine.settings.model_dir, 7).entries() == []
+
+
+def test_with_credentials_only_label_studio_says_which_project_it_is(make_app, tmp_path):
+    """A stamp Label Studio does not confirm is not taken; Label Studio's own stamp is."""
+    from baal_backend.studio_client import LabelStudioClient
+    from baal_backend.studio_link import StudioLink
+    from tests.fake_studio import FakeStudio
+
+    studio = FakeStudio(1, n_tasks=5)  # created at 1700000000
+    try:
+        client = make_app()
+        link = StudioLink(client.engine, LabelStudioClient(studio.url, "token"), client.engine.settings)
+        client.engine.events.subscribe(link)
+        assert client.post("/setup", json={"project": "1.1700000000", "schema": SENTIMENT}).status_code == 200
+        _webhooks(client, sentiment_events(1, 12))
+        assert client.post("/setup", json={"project": "1.1700000000", "schema": SENTIMENT}).status_code == 200
+        # a request with another stamp that Label Studio does not confirm: nothing moves
+        assert client.post("/setup", json={"project": "1.1800000000", "schema": SENTIMENT}).status_code == 200
+        assert client.get("/versions?project=1").json["labels"] == 12
+        # Label Studio itself now has a new project 1: the link's check moves the old one aside
+        studio.settings["created_at"] = "2027-01-15T08:00:00Z"
+        assert not link._same_project("1")
+        assert [e.project for e in Trash(client.engine.settings.model_dir, 7).entries()] == ["1"]
+    finally:
+        studio.stop()

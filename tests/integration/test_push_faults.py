@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import pytest
 
-from baal_backend import report
 from baal_backend.studio_client import LabelStudioClient
 from baal_backend.studio_link import STATE, StudioLink
 from tests.fake_studio import FakeStudio
@@ -105,13 +104,13 @@ def test_a_failed_import_keeps_the_previous_version_whole(make_app, studio, tmp_
     assert studio.settings["model_version"] == first["studio_version"]
     health = client.get("/health").get_json()["problems"]
     assert any("push to Label Studio failed" in p and why in p for p in health)
-    assert any("push to Label Studio failed" in p for p in report.collect(client.engine, str(PROJECT))["problems"])
+    assert b"push to Label Studio failed" in client.get(f"/report/{PROJECT}").data
     assert client.get(f"/versions?project={PROJECT}").get_json()["details"]  # still serving
     studio.faults.clear()
     ok, outcome = _push(link)  # the retry completes it
     assert ok, outcome
     _assert_covered(studio, outcome["studio_version"])
-    assert not any("push to Label Studio failed" in p for p in client.engine.problems.values())
+    assert not any("push to Label Studio failed" in p for p in client.get("/health").get_json()["problems"])
 
 
 def test_a_failed_or_slow_rewrite_keeps_the_live_version_whole(make_app, studio, tmp_path):
@@ -174,3 +173,47 @@ def test_two_backends_on_one_project_never_touch_each_other(make_app, studio, tm
     for instance, rows in mine.items():  # each one's rows are still its own
         assert all(studio.predictions[pid]["model_version"].endswith("@" + instance) for pid in rows)
     assert studio.settings["model_version"] == link_a.engine.project(str(PROJECT)).read_json(STATE)["live"]
+
+
+def test_a_project_with_nothing_left_to_score_is_not_a_failed_push(make_app, studio, tmp_path):
+    """Every task labeled: nothing to store, and the project's version is left alone (Label Studio
+    refuses a version with no predictions), instead of a push failing forever."""
+    client, link = _backend(make_app, studio, tmp_path / "a")
+    ok, first = _push(link)
+    assert ok
+    for task in studio.tasks.values():
+        task["total_annotations"] = 1
+    _train(client, 10)
+    ok, outcome = _push(link)
+    assert ok and outcome["predictions"] == 0 and not outcome["made_current"], outcome
+    assert studio.settings["model_version"] == first["studio_version"]
+
+
+def test_a_prediction_deleted_by_a_person_mid_push_is_stored_anew(make_app, studio, tmp_path):
+    client, link = _backend(make_app, studio, tmp_path / "a")
+    assert _push(link)[0]
+    _train(client, 10)
+    assert _push(link)[0]
+    _train(client, 14)
+    spare = min(pid for pid, p in studio.predictions.items() if p["model_version"].startswith("v0000@"))
+    task = studio.predictions[spare]["task"]
+    studio.faults["deleted_before_patch"] = spare  # "Delete predictions" in the Data Manager, mid-push
+    ok, outcome = _push(link)
+    assert ok and outcome["vanished"] == 0 and outcome["new"] == 1, outcome
+    _assert_covered(studio, outcome["studio_version"])
+    assert task in studio.of_version(outcome["studio_version"])
+
+
+def test_an_older_version_of_ours_a_person_picked_stays_whole(make_app, studio, tmp_path):
+    client, link = _backend(make_app, studio, tmp_path / "a")
+    ok, v0 = _push(link)
+    _train(client, 10)
+    assert _push(link)[0]
+    studio.settings["model_version"] = v0["studio_version"]  # picked back in Settings -> Annotation
+    picked = {pid: dict(p) for pid, p in studio.predictions.items() if p["model_version"] == v0["studio_version"]}
+    _train(client, 14)
+    ok, outcome = _push(link)
+    assert ok and not outcome["made_current"], outcome
+    assert studio.settings["model_version"] == v0["studio_version"]
+    assert {pid: studio.predictions[pid] for pid in picked} == picked
+    _assert_covered(studio, outcome["studio_version"])
