@@ -125,26 +125,27 @@ class LabelStudioClient:
         return self.request("GET", f"/api/projects/{project}/export", timeout=EXPORT_TIMEOUT, params=params).json()
 
     def tasks(self, project: str, page_size: int = PAGE_SIZE) -> List[Dict]:
-        """Every task, listed without its annotations or predictions (id, data, `total_annotations`), paged
-        until Label Studio's own `total` is reached: a server that caps the page size below ours
-        is still listed whole. A listing that falls short raises `PushError`."""
-        query = json.dumps({"ordering": ["tasks:id"]})
+        """Every task, listed without its annotations or predictions (id, data,
+        `total_annotations`), a page at a time by id (each page the tasks after the last id seen,
+        so a task deleted meanwhile never shifts one past us, and a server that caps the page
+        size is still listed whole), until Label Studio's own `total`. A listing that falls
+        short raises `PushError`."""
         found: Dict[int, Dict] = {}
         total: Optional[int] = None
-        for page in itertools.count(1):
-            resp = self.request("GET", "/api/tasks", allow=(404,), params={
-                "project": project, "page": page, "page_size": page_size, "fields": "task_only", "query": query})
-            if resp.status_code == 404:  # "Invalid page": past the last one
-                break
-            body = resp.json()
+        while True:
+            after = max(found, default=0)
+            query = json.dumps({"filters": {"conjunction": "and", "items": [
+                {"filter": "filter:tasks:id", "operator": "greater", "type": "Number", "value": after}]},
+                "ordering": ["tasks:id"]})
+            body = self.request("GET", "/api/tasks", params={
+                "project": project, "page": 1, "page_size": page_size, "fields": "task_only", "query": query}).json()
             tasks = body.get("tasks") if isinstance(body, dict) else body
             if not isinstance(tasks, list):
-                raise PushError(f"Label Studio's task list has no tasks (page {page})")
-            total = body.get("total", total) if isinstance(body, dict) else total
+                raise PushError(f"Label Studio's task list has no tasks (after task {after})")
+            if total is None and isinstance(body, dict):
+                total = body.get("total")  # the first page's: every task of the project
             found.update((t["id"], t) for t in tasks)
-            if not tasks or (total is not None and len(found) >= total):
-                break
-            if total is None and len(tasks) < page_size:  # no `total` to go by: a short page ends it
+            if not tasks or max(found, default=0) <= after:  # nothing newer: the end
                 break
         if total is not None and len(found) < total:
             raise PushError(f"Label Studio listed {len(found)} of its {total} tasks")

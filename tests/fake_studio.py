@@ -100,6 +100,11 @@ class FakeStudio:
         size = min(int(request.args.get("page_size", 100)), self.faults.get("page_cap", 10**9))
         page = int(request.args.get("page", 1))
         rows = [self.tasks[k] for k in sorted(self.tasks)]
+        for item in json.loads(request.args.get("query", "{}")).get("filters", {}).get("items", []):
+            assert (item["filter"], item["operator"]) == ("filter:tasks:id", "greater"), item  # the one filter used
+            rows = [t for t in rows if t["id"] > item["value"]]
+        if self.faults.get("delete_while_listing") and page == 1 and rows and rows[0]["id"] > 1:
+            self.tasks.pop(self.faults.pop("delete_while_listing"))  # a task listed earlier is deleted
         chunk = rows[(page - 1) * size: page * size]
         if page > 1 and not chunk:
             return _json({"detail": "Invalid page."}, 404)

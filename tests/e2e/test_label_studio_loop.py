@@ -302,6 +302,33 @@ def test_pushes_are_held_back_and_then_sent(label_studio, backend_factory):
     tasks = _ordered_tasks(ls, project)
     for task in tasks[:6]:
         _annotate(ls, task["id"], truth[task["data"]["text"]])
+    first = _wait_backend(backend, project, lambda b: b["details"] and b["details"][-1]["n_labels"] == 6, 120, "v1")
+    _wait(lambda: ls.api("GET", f"/api/projects/{project}")["model_version"] == first["studio_version"], 30, "first pushed")
+    for task in tasks[6:8]:
+        _annotate(ls, task["id"], truth[task["data"]["text"]])
+    second = _wait_backend(backend, project, lambda b: b["details"][-1]["n_labels"] == 8, 120, "v2")
+    assert second["last_run"]["push"]["status"] == "deferred"
+    assert ls.api("GET", f"/api/projects/{project}")["model_version"] == first["studio_version"]  # held back
+    _wait(lambda: ls.api("GET", f"/api/projects/{project}")["model_version"] == second["studio_version"], 60,
+          "the held-back push")
+
+
+def test_a_long_push_never_holds_the_next_version_back(label_studio, backend_factory):
+    """A push runs on its own thread: while 1,500 tasks' predictions are rewritten in Label Studio
+    (one request each), the next labels still train and publish; the push asked for meanwhile
+    then sends the newest version."""
+    ls = label_studio
+    backend = backend_factory(MIN_LABELS="6", PUSH_EVERY_SECONDS="0")
+    rows = _dataset(per_intent=20)
+    truth = dict(rows)
+    project = ls.api("POST", "/api/projects", json={"title": "long push", "label_config": CONFIG})["id"]
+    filler = [{"text": f"{rows[i % len(rows)][0]} #{i}"} for i in range(1500 - len(rows))]
+    ls.api("POST", f"/api/projects/{project}/import", json=[{"text": t} for t, _ in rows] + filler)
+    ls.api("POST", "/api/ml", json={"url": backend.url, "project": project, "title": "baal"})
+    _wait_backend(backend, project, lambda b: (b["push"] or {}).get("version") == "v0000", 300, "v0000 pushed")
+    tasks = [t for t in _ordered_tasks(ls, project) if t["data"]["text"] in truth]
+    for task in tasks[:6]:
+        _annotate(ls, task["id"], truth[task["data"]["text"]])
     pushed = lambda n: lambda b: b["details"] and b["details"][-1]["n_labels"] == n and \
         (b["push"] or {}).get("version") == b["current"]  # noqa: E731
     _wait_backend(backend, project, pushed(6), 300, "v1 pushed (new predictions: a bulk import)")

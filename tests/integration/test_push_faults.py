@@ -217,3 +217,12 @@ def test_an_older_version_of_ours_a_person_picked_stays_whole(make_app, studio, 
     assert studio.settings["model_version"] == v0["studio_version"]
     assert {pid: studio.predictions[pid] for pid in picked} == picked
     _assert_covered(studio, outcome["studio_version"])
+
+
+def test_a_task_deleted_while_tasks_are_listed_skips_none(make_app, studio, tmp_path):
+    """Listing by id: deleting a task already listed never shifts an unlisted one out of sight."""
+    studio.faults.update(page_cap=100, delete_while_listing=50)
+    client, link = _backend(make_app, studio, tmp_path / "a")
+    ok, outcome = _push(link)
+    assert ok, outcome
+    _assert_covered(studio, outcome["studio_version"])  # all 349 that are left, none skipped
