@@ -326,7 +326,9 @@ def test_a_long_push_never_holds_the_next_version_back(label_studio, backend_fac
     ls.api("POST", f"/api/projects/{project}/import", json=[{"text": t} for t, _ in rows] + filler)
     ls.api("POST", "/api/ml", json={"url": backend.url, "project": project, "title": "baal"})
     _wait_backend(backend, project, lambda b: (b["push"] or {}).get("version") == "v0000", 300, "v0000 pushed")
-    tasks = [t for t in _ordered_tasks(ls, project) if t["data"]["text"] in truth]
+    listed = ls.api("GET", "/api/tasks", params={"project": project, "page_size": 2000, "fields": "task_only"})["tasks"]
+    tasks = [t for t in listed if t["data"]["text"] in truth]
+    assert len(tasks) == len(rows)
     for task in tasks[:6]:
         _annotate(ls, task["id"], truth[task["data"]["text"]])
     pushed = lambda n: lambda b: b["details"] and b["details"][-1]["n_labels"] == n and \
