@@ -598,9 +598,9 @@ class Engine:
                                      prior.prototypes if prior is not None else None, pool_emb)
         metrics, oof = fitted.metrics, fitted.out_of_fold
         fit = metrics.pop("fit")
-        log.info("project %s: head fitted on %d labels: %d epochs, %d steps, final loss %.4f, %.2f s "
-                 "(quality: %s)", project.id, fit["labels"], fit["epochs"], fit["steps"], fit["loss"],
-                 fit["seconds"], metrics.get("eval"))
+        log.info("project %s: head fitted on %d labels (and %d class-name prototypes): %d epochs, %d steps, final "
+                 "loss %.4f, %.2f s (quality: %s)", project.id, len(labels), fit["labels"] - len(labels), fit["epochs"],
+                 fit["steps"], fit["loss"], fit["seconds"], metrics.get("eval"))
         clf: Classifier = fitted.classifier(self.encoder, schema.labels)
         if self.settings.train_mode == "finetune":
             clf, tuned = fit_finetune_with_quality(self.settings.baseline_model_name, clf, texts, emb, y, groups,
