@@ -462,12 +462,18 @@ class Engine:
         project = self.project(project_id)
         if not project.exists:
             return False
-        objections: List[str] = []
-        if not self.events.emit("deleting", project_id, objections):
-            objections.append("the check that the project is gone failed (see the log)")
+        objections = self._objections("deleting", project_id)
         if objections:
             raise Refused("; ".join(objections))
         return self._trash(project, "deleted in Label Studio")
+
+    def _objections(self, hook: str, *args: object) -> List[str]:
+        """What the listeners hold against an act (`hook` appends its reasons to the list it is
+        given); a listener that raised objects too."""
+        objections: List[str] = []
+        if not self.events.emit(hook, *args, objections):
+            objections.append(f"the {hook} check failed (see the log)")
+        return objections
 
     def _trash(self, project: Project, why: str) -> bool:
         """Move a project's state into the trash (restorable for TRASH_DAYS) and forget it here."""
@@ -509,10 +515,10 @@ class Engine:
             return
         known = project.read_json(IDENTITY).get("created")
         if known != created and not confirmed:
-            objections: List[str] = []
-            if not self.events.emit("identifying", project_id, created, objections) or objections:
+            objections = self._objections("identifying", project_id, created)
+            if objections:
                 log.warning("project %s: a request names it as created at %s; not taken (%s)", project_id, created,
-                            "; ".join(objections) or "the check failed, see the log")
+                            "; ".join(objections))
                 return
         if known is None:
             with self._writing("store the project's identity"):

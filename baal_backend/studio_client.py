@@ -1,7 +1,6 @@
 """Label Studio's REST API: a small client for the label sync and the prediction push."""
 from __future__ import annotations
 
-import itertools
 import json
 import logging
 import threading
@@ -14,7 +13,7 @@ import requests
 
 from .labels import Label
 from .schema import Schema
-from .studio import label_from
+from .studio import label_from, project_created
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +43,7 @@ class Activity:
     annotations: int
     changed_tasks: int
     newest: Optional[str]
+    created: Optional[int] = None  # when Label Studio created the project (`project_created`)
 
 
 class LabelStudioClient:
@@ -102,10 +102,11 @@ class LabelStudioClient:
         and one task of the annotated ones updated after `since`, newest first, with their number.
         None when Label Studio has no such project (deleted there)."""
         resp = self.request("GET", f"/api/projects/{project}", allow=(404,),
-                            params={"include": "total_annotations_number"})
+                            params={"include": "total_annotations_number,created_at"})
         if resp.status_code == 404:
             return None
-        annotations = resp.json().get("total_annotations_number")
+        settings = resp.json()
+        annotations = settings.get("total_annotations_number")
         items = [{"filter": "filter:tasks:total_annotations", "operator": "greater", "type": "Number", "value": 0}]
         if since:
             items.append({"filter": "filter:tasks:updated_at", "operator": "greater", "type": "Datetime",
@@ -117,7 +118,8 @@ class LabelStudioClient:
         total = body.get("total") if isinstance(body, dict) else None
         if not isinstance(annotations, int) or not isinstance(total, int) or not isinstance(tasks, list):
             raise ValueError(f"Label Studio's project {project} shows no annotation count or task total")
-        return Activity(annotations, total, _filter_time(tasks[0].get("updated_at")) if tasks else None)
+        return Activity(annotations, total, _filter_time(tasks[0].get("updated_at")) if tasks else None,
+                        project_created(settings))
 
     def annotated_tasks(self, project: str) -> List[Dict]:
         """The tasks that have annotations, with them (Label Studio's JSON export of those only)."""

@@ -363,12 +363,13 @@ class StudioLink(Listener):
             return False  # nothing to sync into yet
         if project_id in self._asked and self.engine.jobs.is_training(project_id) is not False:
             return False  # the sync asked for last time has not run yet
-        if not self._same_project(project_id):
-            return False  # another project reuses the id: the old state went to the trash
         state = project.read_json(RECONCILE_STATE)
         activity = self.client.activity(project_id, state.get("since"))
         if activity is None:
             return False  # Label Studio no longer has the project
+        self.engine.identify(project_id, activity.created, confirmed=True)  # Label Studio's own word
+        if not project.exists:
+            return False  # another project reuses the id: the old state went to the trash
         store = project.store
         here = store.count()
         changed_here = store.tasks_changed_since(source_time(state.get("since"), "the reconcile mark"))
