@@ -587,7 +587,7 @@ class Engine:
             log.info("project %s: %s", project.id, record["reason"])
             return _nothing
         pool = project.store.unlabeled()
-        digest = self.training_fingerprint(schema, labels, len(pool))
+        digest = self.training_fingerprint(schema, labels)
         current = project.registry.current()
         if current is not None and project.registry.meta(current).get("fingerprint") == digest:
             record.update(status="skipped", reason=f"nothing changed since {current}: same labels, classes, encoder and pool")
@@ -655,17 +655,15 @@ class Engine:
         train in the same order (a sync re-stamps their times)."""
         return sorted((lb for lb in project.store.all() if lb.label in schema.labels), key=lambda lb: lb.annotation_id)
 
-    def training_fingerprint(self, schema: Schema, labels: Sequence[Label], pool_size: int) -> str:
-        """Equal for two runs that would learn the same thing: labels, classes, encoder, recipe,
-        and (with the prior) the unlabeled pool's size to a power of 2: a pool that
-        doubled or halved is worth a retrain, a few more tasks seen are not."""
+    def training_fingerprint(self, schema: Schema, labels: Sequence[Label]) -> str:
+        """Equal for two runs that would learn the same thing: labels, classes, encoder, recipe.
+        Not the unlabeled pool: it grows whenever a push or Label Studio asks for predictions,
+        and a version no label asked for only makes a twin of the current one."""
         recipe = repr(sorted(asdict(self.train_config).items()))
         if self.settings.train_mode == "finetune":
             recipe += FINETUNE_RECIPE
-        prior = self.settings.label_prior
-        classes = "\x1f".join(schema.labels) + (repr(schema.descriptions) if prior else "")
-        pool = f"pool<2^{int(pool_size).bit_length()}" if prior else ""
-        return fingerprint(labels, classes, self.encoder.identity, recipe, pool)
+        classes = "\x1f".join(schema.labels) + (repr(schema.descriptions) if self.settings.label_prior else "")
+        return fingerprint(labels, classes, self.encoder.identity, recipe)
 
     def resume(self) -> List[str]:
         """At start-up: queue a run for every project whose stored labels, classes or encoder
@@ -686,8 +684,7 @@ class Engine:
                 labels = self._training_labels(project, schema)
                 current = project.registry.current()
                 trained = project.registry.meta(current).get("fingerprint") if current else None
-                if len(labels) >= self.settings.min_labels and trained != self.training_fingerprint(
-                        schema, labels, len(project.store.unlabeled())):
+                if len(labels) >= self.settings.min_labels and trained != self.training_fingerprint(schema, labels):
                     queued.append(project.id)
                     self.request_training(project.id)
             except Exception:  # noqa: BLE001 - one broken project never stops the others

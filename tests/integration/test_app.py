@@ -118,6 +118,17 @@ def test_burst_of_30_gives_at_most_two_runs_and_last_has_all(make_app):
     assert client.engine.project("1").store.count() == 30
 
 
+def test_a_grown_pool_alone_gives_no_new_version(make_app):
+    """The push (and Label Studio) asking predictions for more tasks grows the pool; a late
+    START_TRAINING on the same labels then publishes nothing (it published a twin version before)."""
+    client = make_app()
+    _train(client, sentiment_events(1, 10))
+    _predict(client, [task(100 + i, f"an unlabeled review number {i}") for i in range(40)])
+    _train(client, [{"action": "START_TRAINING", "project": {"id": 1, "label_config": SENTIMENT}}])
+    assert [d["n_labels"] for d in client.get("/versions?project=1").json["details"]] == [10]
+    assert client.engine.project("1").last_run["status"] == "skipped"
+
+
 def test_below_min_labels_no_version_and_reason_is_reported(make_app):
     client = make_app(MIN_LABELS=10)
     _train(client, sentiment_events(1, 9))
