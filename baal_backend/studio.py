@@ -11,6 +11,7 @@ from datetime import datetime, timezone
 from html.parser import HTMLParser
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from .answers import Answers, encode
 from .labels import Label
 from .schema import Schema
 
@@ -163,26 +164,32 @@ def dicts(value: Any) -> List[Dict]:
     return [item for item in items if isinstance(item, dict)]
 
 
-def annotation_choice(annotation: Dict, schema: Schema) -> Optional[str]:
-    """The class an annotation gives, or None when it gives none we serve (cancelled, other tags)."""
+def annotation_answers(annotation: Dict, schema: Schema) -> Optional[Answers]:
+    """The choices an annotation gives per question, or None when it answers none we serve
+    (cancelled, other tags only, choices the config does not list)."""
     if annotation.get("was_cancelled"):
         return None
+    questions = {q.from_name: q for q in schema.questions}
+    answers: Answers = {}
     for region in dicts(annotation.get("result")):
-        value = region.get("value")
-        if region.get("from_name") != schema.from_name or not isinstance(value, dict):
+        question, value = questions.get(region.get("from_name")), region.get("value")
+        if question is None or not isinstance(value, dict):
             continue
         choices = value.get("choices")
-        if isinstance(choices, list) and len(choices) == 1 and choices[0] in schema.labels:
-            return choices[0]
-        if choices:
+        known = [c for c in choices if c in question.labels] if isinstance(choices, list) else []
+        if choices and len(known) < len(choices):
             log.warning("annotation %s: choice %r is not in the label config", annotation.get("id"), choices)
-    return None
+        elif known and (question.multiple or len(known) == 1):
+            answers[question.from_name] = tuple(c for c in question.labels if c in known)
+    if schema.simple and schema.from_name not in answers:
+        return None
+    return answers or None
 
 
 def label_from(annotation: Dict, task: Dict, schema: Schema) -> Optional[Label]:
     """A `Label` from an annotation and its task, or None when it carries no usable label."""
-    choice = annotation_choice(annotation, schema)
-    if choice is None:
+    answers = annotation_answers(annotation, schema)
+    if answers is None:
         return None
     annotation_id = object_id(annotation.get("id"), "the annotation's id")
     task_id = object_id(annotation.get("task") or task.get("id"), f"annotation {annotation_id}'s task id")
@@ -191,7 +198,7 @@ def label_from(annotation: Dict, task: Dict, schema: Schema) -> Optional[Label]:
     except RequestError as exc:
         log.warning("annotation %s not stored: %s", annotation_id, exc)
         return None
-    return Label(annotation_id=annotation_id, task_id=task_id, text=text, label=choice,
+    return Label(annotation_id=annotation_id, task_id=task_id, text=text, label=encode(schema, answers),
                  source_updated_at=source_time(annotation.get("updated_at"), f"annotation {annotation_id}'s updated_at"))
 
 
