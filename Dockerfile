@@ -19,6 +19,15 @@ RUN pip install --no-cache-dir torch==2.13.0 --index-url https://download.pytorc
  && pip install --no-cache-dir -r requirements.txt \
  && pip install --no-cache-dir --no-deps -r requirements-nodeps.txt
 
+# `docker build --build-arg MULTILINGUAL=true .` bakes the multilingual encoder into the image
+# (README, "Other languages"): BASELINE_MODEL_NAME=multilingual then loads it with no export at start.
+ARG MULTILINGUAL=false
+COPY requirements-multilingual.txt ./
+COPY baal_backend/__init__.py baal_backend/multilingual.py baal_backend/
+RUN if [ "$MULTILINGUAL" = true ]; then \
+      pip install --no-cache-dir -r requirements-multilingual.txt && python -m baal_backend.multilingual; \
+    fi
+
 COPY . .
 
 # An unprivileged user owns the state volume.

