@@ -28,11 +28,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from baal_backend import auth, insight, logs, report, serving
-from baal_backend.engine import StateError
+from baal_backend.projects import StateError
 from baal_backend.schema import SchemaError
 from baal_backend.settings import Settings, SettingsError
 from baal_backend.studio import RequestError, project_id, studio_version
-from baal_backend.studio_link import STATE as PUSH_STATE, missed_webhooks, push_problem
+from baal_backend.studio_push import STATE as PUSH_STATE, push_problem
+from baal_backend.studio_reconcile import missed_webhooks
 from baal_backend.wiring import build_engine
 from label_studio_baal_hf import HANDLED_EVENTS, BaalTextClassifier
 

@@ -11,7 +11,8 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from label_studio_ml.model import LabelStudioMLBase
 
-from baal_backend.engine import Engine, Refused
+from baal_backend.engine import Engine
+from baal_backend.projects import Refused
 from baal_backend.schema import Schema
 from baal_backend.studio import (RequestError, dicts, label_from, object_id, predictions_json, project_id,
                                  project_created, source_time, studio_version, texts_of)

@@ -8,14 +8,16 @@ from pathlib import Path
 from typing import List, Optional
 
 from .settings import HEURISTICS, default_model_path
-from .simulation import COLD_STARTS
+from .simulation_config import COLD_STARTS
 
 
 def _simulate(args: argparse.Namespace) -> int:
     import numpy as np
 
     from .data import DataError, TextDataset, load_data
-    from .simulation import SimulationConfig, cryptic, first_classes, simulate, split_test, write_outputs
+    from .simulation import cryptic, first_classes, simulate, split_test
+    from .simulation_config import SimulationConfig
+    from .simulation_results import write_outputs
 
     try:
         pool, test = load_data(args.data, args.text_column, args.label_column, args.test)

@@ -64,3 +64,11 @@ class Events:
                 log.exception("%s.%s failed", type(listener).__name__, hook)
                 ok = False
         return ok
+
+    def objections(self, hook: str, *args: object) -> List[str]:
+        """What the listeners hold against an act (`hook` appends its reasons to the list it is
+        given: `identifying`, `deleting`); a listener that raised objects too."""
+        objections: List[str] = []
+        if not self.emit(hook, *args, objections):
+            objections.append(f"the {hook} check failed (see the log)")
+        return objections

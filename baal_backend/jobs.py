@@ -4,8 +4,8 @@
 when the run ends, one more run starts on whatever is stored by then. A burst of N annotations
 therefore gives at most two runs, and the last run always sees the newest labels.
 
-This in-process runner is the zero-setup default. Anything with the same `request` /
-`is_training` / `wait_idle` / `shutdown` methods (an RQ queue, say) can take its place in `Engine`.
+This in-process runner is the zero-setup default. Anything with `TrainingRunner`'s methods can
+take its place in `Engine` (`wiring` gives it `redis_queue.RedisTrainingQueue` with REDIS_URL).
 """
 from __future__ import annotations
 
@@ -13,11 +13,39 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Optional, Protocol
 
 from .logs import request_id
 
 log = logging.getLogger(__name__)
+
+
+class TrainingRunner(Protocol):
+    """What the engine and the HTTP layer ask of whatever runs the training runs."""
+
+    def request(self, project_id: str, sync: bool = False) -> str:
+        """Ask for a run (`sync`: refresh the labels from their source first); says what became of it."""
+
+    def is_training(self, project_id: str) -> Optional[bool]:
+        """A run going or asked for; None when that cannot be known now."""
+
+    def wait_idle(self, project_id: str, timeout: float) -> bool:
+        """Block until the project has no run going or asked for; False on timeout."""
+
+    def busy(self) -> int:
+        """Runs going in this process."""
+
+    def queue_depth(self) -> Optional[int]:
+        """Runs waiting; None when unknown."""
+
+    def problems(self) -> List[str]:
+        """What keeps runs from happening now (`/health`)."""
+
+    def runs(self, project_id: str) -> int:
+        """How many runs have started for the project."""
+
+    def shutdown(self, grace: float) -> bool:
+        """Take no more requests; False if a run still goes after `grace` seconds."""
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 Request metrics are counted where requests are served. Training runs are counted where they run:
 in this process with the in-process runner; in the RQ worker otherwise, which adds them up in
-Redis (`rq_runner.RunStats`), and every replica's `/metrics` reads them from there.
+Redis (`redis_queue.RunStats`), and every replica's `/metrics` reads them from there.
 """
 from __future__ import annotations
 

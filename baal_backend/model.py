@@ -49,9 +49,11 @@ class Classifier(Protocol):
     def save(self, path: Path) -> None: ...
 
 
-def _draws_to_probs(logits: torch.Tensor, n: int, draws: int) -> np.ndarray:
-    """Logits [n * draws, C] (draws of a text adjacent) -> probabilities [n, C, draws]."""
-    probs = torch.softmax(logits.float(), dim=-1).view(n, draws, -1).permute(0, 2, 1)
+def _draws_to_probs(logits: torch.Tensor, n: int, draws: int, sigmoid: bool = False) -> np.ndarray:
+    """Logits [n * draws, C] (draws of a text adjacent) -> probabilities [n, C, draws]; with
+    `sigmoid`, each output on its own (multi-label), else a softmax over the classes."""
+    probs = (torch.sigmoid(logits.float()) if sigmoid else torch.softmax(logits.float(), dim=-1))
+    probs = probs.view(n, draws, -1).permute(0, 2, 1)
     return probs.numpy()
 
 
@@ -90,9 +92,10 @@ class MCHead(nn.Module):
 
 @torch.inference_mode()
 def mc_proba(head: MCHead, emb: np.ndarray, draws: int, prior: Optional[LabelPrior] = None,
-             chunk: int = 4096) -> np.ndarray:
+             chunk: int = 4096, sigmoid: bool = False) -> np.ndarray:
     """MC-Dropout probabilities [n, classes, draws] of a head on embeddings; with a prior, the
-    head's logits are added to the prior's (the head was trained that way)."""
+    head's logits are added to the prior's (the head was trained that way). `sigmoid`: per-label
+    probabilities of a multi-label head (`multilabel`)."""
     out = np.empty((len(emb), head.out[1].out_features, draws), dtype=np.float32)
     for start in range(0, len(emb), chunk):
         part = np.ascontiguousarray(emb[start : start + chunk], dtype=np.float32)
@@ -100,7 +103,7 @@ def mc_proba(head: MCHead, emb: np.ndarray, draws: int, prior: Optional[LabelPri
         offset = prior_offset(prior, part)
         if offset is not None:
             logits = logits + torch.from_numpy(offset).repeat_interleave(draws, dim=0)
-        out[start : start + len(part)] = _draws_to_probs(logits, len(part), draws)
+        out[start : start + len(part)] = _draws_to_probs(logits, len(part), draws, sigmoid)
     return out
 
 

@@ -224,21 +224,18 @@ def studio_version(version: str, instance: str) -> str:
 
 
 def predictions_json(schema: Schema, preds: Any, instance: str) -> List[Dict]:
-    """`engine.Predictions` as Label Studio stores them: the score, the version and, when the
-    model knows the classes (`preds.prefill`), the predicted choice with its probability.
+    """`predictor.Predictions` as Label Studio stores them: the score, the version and, when the
+    model knows the classes (`preds.prefill`), the predicted choice with its probability; a
+    version with a model line per question (`preds.questions`) gives one result item per question
+    Label Studio shows there.
     Without a choice the result is empty: Label Studio stores and sorts by the score all the same,
     and the labeling view shows nothing pre-ticked."""
     out, name = [], studio_version(preds.version, instance)
     for row in range(len(preds.scores)):
-        result = []
-        if preds.prefill:
-            label, probability = preds.best(row)
-            result = [{
-                "from_name": schema.from_name,
-                "to_name": schema.to_name,
-                "type": "choices",
-                "value": {"choices": [label]},
-                "score": probability,
-            }]
+        answers = [(schema.from_name, [preds.best(row)[0]], preds.best(row)[1])] if preds.prefill else []
+        answers += [(q.from_name, list(q.choices[row]), float(q.confidence[row])) for q in preds.questions
+                    if q.shown[row] and q.choices[row]]
+        result = [{"from_name": from_name, "to_name": schema.to_name, "type": "choices",
+                   "value": {"choices": choices}, "score": probability} for from_name, choices, probability in answers]
         out.append({"result": result, "score": float(preds.scores[row]), "model_version": name})
     return out

@@ -54,7 +54,7 @@ def test_the_cheap_check_syncs_only_when_a_webhook_was_lost(label_studio, studio
     store = engine.project(pid).store
 
     def check():
-        asked = link.reconcile(pid)
+        asked = link.reconciler.reconcile(pid)
         assert engine.jobs.wait_idle(pid, 60)
         return asked
 

@@ -212,11 +212,11 @@ def test_restart_keeps_labels_version_and_predicts_without_setup(make_app, tmp_p
 def test_bad_requests_get_4xx_with_a_reason(make_app):
     client = make_app()
     bad = '<View><Text name="t" value="$text"/></View>'
-    multi = SENTIMENT.replace('choice="single"', 'choice="multiple"')
+    regions = SENTIMENT.replace('choice="single"', 'choice="single" perRegion="true"')
     r = client.post("/setup", json={"project": "3.1", "schema": bad})
     assert r.status_code == 422 and "no <Choices>" in r.json["error"]
-    r = client.post("/predict", json={"project": "3.1", "tasks": [task(1, "x")], "label_config": multi})
-    assert r.status_code == 422 and "multi-label" in r.json["error"]
+    r = client.post("/predict", json={"project": "3.1", "tasks": [task(1, "x")], "label_config": regions})
+    assert r.status_code == 422 and "perRegion" in r.json["error"]
     r = client.post("/predict", json={"project": "4.1", "tasks": [task(1, "x")]})
     assert r.status_code == 422 and "no label config yet" in r.json["error"]
     r = client.post("/predict", json={"project": "1.1", "tasks": "nope", "label_config": SENTIMENT})
@@ -252,3 +252,17 @@ def test_cold_start_serves_one_text_per_topic_first(make_app):
     first = np.argsort(scores)[:3]
     assert {topic[i] for i in first} == set(groups)
     assert np.sum(scores < 0.5) == 3
+
+
+def test_spanish_texts_on_the_english_encoder_are_named_in_health(make_app):
+    """The design's second story labels Spanish tweets: the English-only default says so, once,
+    with the setting to change, in /health (and its log)."""
+    from tests.unit.test_language import SPANISH
+
+    client = make_app()
+    spanish = SPANISH * 2
+    _predict(client, [task(i, text) for i, text in enumerate(spanish, start=1)])
+    problems = client.get("/health").json["problems"]
+    assert any("not English" in p and "BASELINE_MODEL_NAME" in p for p in problems), problems
+    _predict(client, [task(i, text) for i, text in enumerate(spanish, start=1)], project="2.1795516926")
+    assert len([p for p in client.get("/health").json["problems"] if "not English" in p]) == 2  # per project

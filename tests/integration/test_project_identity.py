@@ -74,7 +74,7 @@ def test_with_credentials_only_label_studio_says_which_project_it_is(make_app, t
         assert client.get("/versions?project=1").json["labels"] == 12
         # Label Studio itself now has a new project 1: the link's check moves the old one aside
         studio.settings["created_at"] = "2027-01-15T08:00:00Z"
-        assert not link._same_project("1")
+        assert not link.same_project("1")
         assert [e.project for e in Trash(client.engine.settings.model_dir, 7).entries()] == ["1"]
     finally:
         studio.stop()

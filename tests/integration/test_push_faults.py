@@ -7,7 +7,8 @@ from __future__ import annotations
 import pytest
 
 from baal_backend.studio_client import LabelStudioClient
-from baal_backend.studio_link import STATE, StudioLink
+from baal_backend.studio_link import StudioLink
+from baal_backend.studio_push import STATE
 from tests.fake_studio import FakeStudio
 from tests.helpers import SENTIMENT, sentiment_events
 
@@ -39,7 +40,7 @@ def _train(client, n):
 
 
 def _push(link):
-    ok = link._push_quietly(str(PROJECT))
+    ok = link.pushes.push_quietly(str(PROJECT))
     return ok, link.engine.project(str(PROJECT)).read_json(STATE)["last_push"]
 
 

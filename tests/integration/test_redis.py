@@ -110,7 +110,7 @@ class _SlowEngine:
     under test is rq_runner's, over the real Redis server)."""
 
     def __init__(self, url, seconds, state_dir):
-        from baal_backend.rq_runner import RedisTrainingQueue
+        from baal_backend.redis_queue import RedisTrainingQueue
 
         self.jobs = RedisTrainingQueue(url, "test-locks", state_dir)
         self.seconds, self.running, self.overlaps, self.runs = seconds, 0, 0, 0

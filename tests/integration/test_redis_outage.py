@@ -9,7 +9,7 @@ import pytest
 import redis
 from rq import Queue, SimpleWorker
 
-from baal_backend import rq_runner
+from baal_backend import redis_queue, rq_runner
 from tests.helpers import app_client, sentiment_events
 from tests.integration.test_redis import Worker, _redis_server_binary
 from tests.processes import free_port
@@ -80,7 +80,7 @@ def test_redis_down_keeps_the_request_and_queues_it_when_redis_returns(make_app,
 
     server.start()  # empty: whatever was queued before is gone too
     deadline = time.time() + 30
-    while (tmp_path / "models/projects/1" / rq_runner.DEFERRED).exists():  # the retry loop sends it
+    while (tmp_path / "models/projects/1" / redis_queue.DEFERRED).exists():  # the retry loop sends it
         assert time.time() < deadline, "the kept request was never sent"
         time.sleep(0.2)
     assert client.get("/health").json["problems"] == [] and _versions(client)["training"] is True

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from baal_backend.engine import align
+from baal_backend.predictor import align
 from baal_backend.training import TrainConfig, train_head_on_embeddings
 from tests.helpers import SENTIMENT, annotation_event, label_config, sentiment_events, task, version_of
 from tests.processes import free_port
@@ -291,8 +291,8 @@ def test_refused_config_is_logged_and_leaves_no_state(make_app, caplog):
     ner = '<View><Labels name="label" toName="text"><Label value="PER"/></Labels><Text name="text" value="$text"/></View>'
     with caplog.at_level(logging.WARNING):
         resp = client.post("/setup", json={"project": "7.1", "schema": ner})
-    assert resp.status_code == 422 and "no <Choices>" in resp.json["error"]
-    assert "label config refused" in caplog.text and "no <Choices>" in caplog.text
+    assert resp.status_code == 422 and "(NER)" in resp.json["error"]
+    assert "label config refused" in caplog.text and "(NER)" in caplog.text
     assert not (client.engine.settings.model_dir / "projects" / "7").exists()
 
 

@@ -1,6 +1,7 @@
 import pytest
 
-from baal_backend.simulation import SimulationConfig, aulc, labels_to_match, results_table, summarise
+from baal_backend.simulation_config import SimulationConfig
+from baal_backend.simulation_results import aulc, labels_to_match, results_table, summarise
 
 
 def test_budgets_from_seed_batch_and_budget():
