@@ -189,7 +189,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     sub.add_parser("worker", help="train for the RQ queue in Redis (REDIS_URL), beside the web replicas")
 
     sim = sub.add_parser("simulate", help="active-learning simulation on a labelled data set")
-    sim.add_argument("--data", required=True, help="CSV/TSV/JSONL file, CLINC-style JSON, or built-in: clinc150, bbc")
+    sim.add_argument("--data", required=True, help="CSV/TSV/JSONL file, CLINC-style JSON, or built-in: clinc150, bbc, tweets-es")
     sim.add_argument("--text-column", default="text")
     sim.add_argument("--label-column", default="label")
     sim.add_argument("--test", default=None, help="a separate labelled test file")
