@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
-from typing import Dict, List, Mapping, Sequence, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 from .labels import Label
 from .schema import Question, Schema
@@ -32,20 +32,29 @@ def encode(schema: Schema, answers: Mapping[str, Sequence[str]]) -> str:
     return MARK + json.dumps({name: list(values) for name, values in sorted(answers.items())}, ensure_ascii=False)
 
 
-def decode(schema: Schema, stored: str) -> Answers:
-    """The answers a stored label text holds. A plain choice (stored while the project had one
-    single-choice question) answers the first single-choice question that offers it."""
+def decode(schema: Schema, stored: str) -> Optional[Answers]:
+    """The answers a stored label text holds (`{}`: a multi-label question left blank), or None
+    when it answers nothing this config asks. A plain choice (stored while the project had one
+    single-choice question) answers the first question that offers it, single-choice first."""
     if stored.startswith(MARK):
         try:
             raw = json.loads(stored[len(MARK):])
         except ValueError:
-            return {}
+            return None
+        if not isinstance(raw, dict):
+            return None
         return {name: tuple(v for v in values if isinstance(v, str)) for name, values in raw.items()
                 if isinstance(name, str) and isinstance(values, list)}
-    for question in schema.questions:
-        if not question.multiple and stored in question.labels:
+    for question in sorted(schema.questions, key=lambda q: q.multiple):
+        if stored in question.labels:
             return {question.from_name: (stored,)}
-    return {}
+    return None
+
+
+def blank_teaches(schema: Schema) -> bool:
+    """Whether an annotation that ticked nothing says something: a multi-label question always
+    shown was left blank on purpose (none of its labels applies)."""
+    return not schema.simple and any(q.multiple and q.shown_when is None and not q.conditional for q in schema.questions)
 
 
 def counts_for(question: Question, answers: Answers) -> bool:
@@ -63,7 +72,7 @@ def for_question(labels: Sequence[Label], schema: Schema, question: Question) ->
     out = []
     for label in labels:
         answers = decode(schema, label.label)
-        if not counts_for(question, answers):
+        if answers is None or not counts_for(question, answers):
             continue
         chosen = set(answers.get(question.from_name, ()))
         choices = tuple(c for c in question.labels if c in chosen)

@@ -27,7 +27,7 @@ STOPWORDS: Dict[str, FrozenSet[str]] = {
     for lang, words in {
         "en": "the and of to is in that it for was with you this are on be have not but at they from what his "
               "her by an or my we can will would there their been has your which do does did if me i'm it's don't "
-              "just so about how when who all get please want need i",
+              "just so about how when who all get please want need i no",
         "es": "el la los las de del que y en un una es por con para no se lo su al como más pero sus le ya este "
               "esta está son muy también hay fue ser cuando sin sobre mi te qué porque todo hasta desde nos yo "
               "tiene eso bien",
@@ -77,6 +77,10 @@ def text_language(text: str) -> Optional[str]:
     return best
 
 
+#: Of each sampled text, the start is read: enough words to tell, and 500 long texts cost milliseconds.
+TEXT_CHARS = 2_000
+
+
 def _sample(texts: Sequence[str], limit: int) -> Sequence[str]:
     step = max(1, len(texts) // limit)
     return texts[::step][:limit]
@@ -98,7 +102,7 @@ class Survey:
 
 def survey(texts: Sequence[str]) -> Survey:
     """The languages of up to `SAMPLE` of `texts`, evenly spread."""
-    told = [lang for lang in map(text_language, _sample(texts, SAMPLE)) if lang is not None]
+    told = [lang for lang in (text_language(text[:TEXT_CHARS]) for text in _sample(texts, SAMPLE)) if lang is not None]
     foreign = Counter(lang for lang in told if lang != "en")
     if not foreign:
         return Survey(len(told), 0.0, None, 0.0)

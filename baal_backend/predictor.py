@@ -75,7 +75,7 @@ class Predictor:
         project's unlabeled pool (`remember_tasks`).
         """
         self.remember_tasks(project_id, task_ids, texts)
-        warning = self.language.observe(project_id, texts)
+        warning = self.language.observe(project_id, texts) if self.table.project(project_id).exists else None
         if warning:
             self.table.problems[f"language:{project_id}"] = warning
         version, clf = self.served.classifier(project_id)

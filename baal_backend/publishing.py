@@ -15,7 +15,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from . import insight, trainer_process
-from .answers import decode
+from .answers import decode, single_labels
 from .labels import Label, fingerprint
 from .logs import public_error
 from .model import Classifier, TunedClassifier
@@ -172,10 +172,9 @@ class Publisher:
     def training_labels(project: Project, schema: Schema) -> List[Label]:
         """The stored labels that answer a question of the config, by annotation id: the same
         labels always train in the same order (a sync re-stamps their times)."""
-        if schema.simple:
-            usable = (lb for lb in project.store.all() if lb.label in schema.labels)
-        else:
-            usable = (lb for lb in project.store.all() if decode(schema, lb.label))
+        stored = project.store.all()
+        usable = single_labels(stored, schema, schema.first) if schema.simple else [
+            lb for lb in stored if decode(schema, lb.label) is not None]
         return sorted(usable, key=lambda lb: lb.annotation_id)
 
     def fingerprint(self, schema: Schema, labels: Sequence[Label]) -> str:

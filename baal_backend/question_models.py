@@ -60,10 +60,12 @@ class QuestionPrediction:
 def predict_questions(models: QuestionModels, schema: Schema, texts: Sequence[str], draws: int, heuristic: str,
                       score_mode: str, rng: np.random.Generator) -> Tuple[List[QuestionPrediction], np.ndarray]:
     """Each trained question's answers, and each text's score: its least certain shown question
-    decides (the lowest score with `rank`, the highest with `uncertainty`), so the task whose
-    weakest answer is the most doubtful is served first. A conditional question counts only where
-    the predicted answers show it; one under a condition the backend cannot evaluate is neither
-    pre-filled nor scored."""
+    decides, so the task whose weakest answer is the most doubtful is served first. Questions are
+    compared on the `rank` scale (in [0, 1], lowest = most informative, whatever the number of
+    classes); with `SCORE_MODE=uncertainty` the task's score is 1 minus that, highest first. A
+    conditional question counts only where the predicted answers show it (not where the question
+    it depends on has no prediction); one under a condition the backend cannot evaluate is
+    neither pre-filled nor scored."""
     n = len(texts)
     out: List[QuestionPrediction] = []
     answers: List[Dict[str, Tuple[str, ...]]] = [{} for _ in range(n)]
@@ -77,24 +79,26 @@ def predict_questions(models: QuestionModels, schema: Schema, texts: Sequence[st
             choices = clf.choices(probs)
             confidence = np.array([mean[i, [question.labels.index(c) for c in row]].mean() if row else 0.0
                                    for i, row in enumerate(choices)])
-            scores = multilabel.prediction_scores(probs, multilabel.DEFAULT_HEURISTIC, clf.thresholds, score_mode, rng=rng)
+            scores = clf.prediction_scores(probs, score_mode="rank", rng=rng)
         else:
             best = mean.argmax(1)
             choices = [(question.labels[k],) for k in best]
             confidence = mean[np.arange(n), best]
-            scores = acquisition.prediction_scores(probs, heuristic, score_mode, rng)
-        shown = np.array([question.shown_when is None or question.shown_when.holds(a) for a in answers], dtype=bool)
+            scores = acquisition.prediction_scores(probs, heuristic, "rank", rng)
+        when = question.shown_when
+        shown = np.array([when is None or (when.tag in a and when.holds(a)) for a in answers], dtype=bool)
         for row, given in zip(answers, choices):
             row[question.from_name] = given
         out.append(QuestionPrediction(question.from_name, choices, confidence, shown, np.asarray(scores, dtype=float)))
-    return out, combined_scores(out, n, score_mode)
+    rank = combined_scores(out, n)
+    return out, 1.0 - rank if score_mode == "uncertainty" else rank
 
 
-def combined_scores(questions: Sequence[QuestionPrediction], n: int, score_mode: str) -> np.ndarray:
-    """Per text, the score of its least certain shown question (`predict_questions`)."""
-    pick, none = (np.max, 0.0) if score_mode == "uncertainty" else (np.min, 1.0)
+def combined_scores(questions: Sequence[QuestionPrediction], n: int) -> np.ndarray:
+    """Per text, the rank score of its least certain shown question (1.0, the least informative,
+    where none is shown)."""
     table = np.array([np.where(q.shown, q.scores, np.nan) for q in questions]).reshape(len(questions), n)
-    return np.array([pick(col[~np.isnan(col)]) if (~np.isnan(col)).any() else none for col in table.T])
+    return np.array([col[~np.isnan(col)].min() if (~np.isnan(col)).any() else 1.0 for col in table.T])
 
 
 def load_version(path: Path, encoder: Encoder, max_length: int):

@@ -112,9 +112,10 @@ class Schema:
         return len(self.questions) == 1 and not self.first.multiple
 
     @property
-    def classes(self) -> Tuple[Tuple[str, bool, Tuple[str, ...]], ...]:
-        """What a version's output layer depends on: per question, its name, kind and choices."""
-        return tuple((q.from_name, q.multiple, q.labels) for q in self.questions)
+    def classes(self) -> Tuple[tuple, ...]:
+        """What a version depends on: per question, its name, kind, choices and when it is shown
+        (which blank answers count as negatives)."""
+        return tuple((q.from_name, q.multiple, q.labels, q.shown_when, q.conditional) for q in self.questions)
 
     def only(self, question: Question) -> "Schema":
         """This schema asking `question` alone: the view each question's model line is trained

@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 from html.parser import HTMLParser
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from .answers import Answers, encode
+from .answers import Answers, blank_teaches, encode
 from .labels import Label
 from .schema import Schema
 
@@ -183,7 +183,7 @@ def annotation_answers(annotation: Dict, schema: Schema) -> Optional[Answers]:
             answers[question.from_name] = tuple(c for c in question.labels if c in known)
     if schema.simple and schema.from_name not in answers:
         return None
-    return answers or None
+    return answers if answers or blank_teaches(schema) else None
 
 
 def label_from(annotation: Dict, task: Dict, schema: Schema) -> Optional[Label]:

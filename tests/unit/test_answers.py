@@ -22,7 +22,7 @@ def test_a_simple_project_stores_the_plain_choice():
     schema = parse_label_config(SENTIMENT)
     assert encode(schema, {schema.from_name: ("Positive",)}) == "Positive"
     assert decode(schema, "Positive") == {schema.from_name: ("Positive",)}
-    assert decode(schema, "Neutral") == {}
+    assert decode(schema, "Neutral") is None
 
 
 def test_answers_of_several_questions_round_trip_in_config_order():
@@ -33,8 +33,8 @@ def test_answers_of_several_questions_round_trip_in_config_order():
 
 def test_unusable_answers_are_left_out():
     assert _label(2, _result("topic", "billing"), cancelled=True) is None
-    assert _label(3, _result("note", "free text")) is None  # a tag we do not predict only
-    assert _label(4, _result("tone", "calm", "angry")) is None  # two choices in a single-choice question
+    two = _label(4, _result("tone", "calm", "angry"))  # two choices in a single-choice question: no tone
+    assert decode(parse_label_config(MULTI), two.label) == {}  # (topic was shown and left blank)
     unknown = _label(5, _result("topic", "billing", "nonsense"), _result("tone", "calm"))
     assert decode(parse_label_config(MULTI), unknown.label) == {"tone": ("calm",)}
 
@@ -62,3 +62,22 @@ def test_a_plain_stored_choice_answers_the_question_that_offers_it():
     schema = parse_label_config(MULTI)
     old = Label(1, 11, "text", "calm")
     assert single_labels([old], schema, schema.questions[1]) == [Label(1, 11, "text", "calm")]
+
+
+def test_answers_survive_a_config_that_changes_shape():
+    """Back to one single-choice question: the answers stored while it had several still teach it;
+    a single choice turned multi-label keeps its plain labels as one-label rows."""
+    multi = parse_label_config(MULTI)
+    stored = _label(1, _result("topic", "card"), _result("tone", "angry"))
+    tone_only = parse_label_config('<View><Text name="t" value="$text"/><Choices name="tone" toName="t">'
+                                   '<Choice value="calm"/><Choice value="angry"/></Choices></View>')
+    assert [lb.label for lb in single_labels([stored], tone_only, tone_only.first)] == ["angry"]
+    assert decode(multi, "card") == {"topic": ("card",)}  # "card" was once a single choice of "topic"
+
+
+def test_a_blank_annotation_teaches_an_always_shown_multi_label_question():
+    blank = _label(7, _result("note", "nothing applies"))
+    assert blank is not None and decode(parse_label_config(MULTI), blank.label) == {}
+    topic = parse_label_config(MULTI).questions[0]
+    assert for_question([blank], parse_label_config(MULTI), topic)[0][1] == ()
+    assert _label(8, cancelled=True) is None
