@@ -30,7 +30,6 @@ thresholds, out-of-fold quality and the acquisition that picks the next task.
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,7 +42,7 @@ from sklearn.metrics import f1_score
 from . import quality
 from .encoder import Encoder
 from .model import HEAD_WEIGHTS, META_FILE, MCHead, mc_proba
-from .training import MIN_HEAD_STEPS, OOF_FOLDS, TrainConfig
+from .training import OOF_FOLDS, TrainConfig, fit_head_loop
 
 KIND = "multilabel-head"
 #: Candidate thresholds; the fitted one is the middle of the best F1's plateau.
@@ -100,22 +99,9 @@ def train_sigmoid_head(emb: np.ndarray, y: np.ndarray, cfg: TrainConfig, balance
     x = torch.from_numpy(np.ascontiguousarray(emb, dtype=np.float32))
     t = torch.from_numpy(np.ascontiguousarray(y, dtype=np.float32))
     weight = torch.from_numpy(pos_weights(y, balance))
-    opt = torch.optim.AdamW(head.parameters(), lr=cfg.learning_rate, weight_decay=1e-2)
-    per_epoch = math.ceil(len(x) / cfg.batch_size)
-    epochs = max(cfg.epochs, math.ceil(MIN_HEAD_STEPS / per_epoch))
-    head.train()
-    steps, loss = 0, torch.zeros(())
-    for _ in range(epochs):
-        for idx in torch.randperm(len(x), generator=gen).tensor_split(per_epoch):
-            loss = torch.nn.functional.binary_cross_entropy_with_logits(head(x[idx], generator=gen), t[idx],
-                                                                        pos_weight=weight)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            steps += 1
-    head.fit_stats_ = {"labels": len(x), "epochs": epochs, "steps": steps, "loss": round(float(loss.detach()), 4),
-                       "seconds": round(time.perf_counter() - started, 3)}
-    return head.eval()
+    return fit_head_loop(head, len(x), cfg, gen, started, lambda idx, out: torch.nn.functional.
+                         binary_cross_entropy_with_logits(out, t[idx], pos_weight=weight),
+                         lambda idx: head(x[idx], generator=gen), equal_batches=True)
 
 
 def _f1_by_threshold(p: np.ndarray, y: np.ndarray) -> np.ndarray:

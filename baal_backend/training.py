@@ -71,21 +71,31 @@ def train_mc_head(emb: np.ndarray, y: np.ndarray, n_classes: int, cfg: TrainConf
     x, t = torch.from_numpy(np.ascontiguousarray(emb, dtype=np.float32)), torch.as_tensor(y, dtype=torch.long)
     offset = prior_offset(prior, emb)
     base = torch.from_numpy(offset) if offset is not None else torch.zeros(len(x), n_classes)
+    return fit_head_loop(head, len(x), cfg, gen, started, lambda idx, out: torch.nn.functional.cross_entropy(
+        out + base[idx], t[idx]), lambda idx: head(x[idx], generator=gen))
+
+
+def fit_head_loop(head: MCHead, n: int, cfg: TrainConfig, gen: torch.Generator, started: float,
+                  loss_of: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+                  forward: Callable[[torch.Tensor], torch.Tensor], equal_batches: bool = False) -> MCHead:
+    """The AdamW loop every head trains with: at least `MIN_HEAD_STEPS` steps, so a small head
+    still converges (measured on CLINC150: 500 steps of 128 reach the accuracy of 30 epochs of
+    32, 3x faster); `equal_batches` splits each epoch evenly instead of leaving a small last
+    batch. Sets the head's `fit_stats_`: labels, epochs, steps, final loss, seconds."""
     opt = torch.optim.AdamW(head.parameters(), lr=cfg.learning_rate, weight_decay=1e-2)
-    # Few labels would mean few steps: train for at least 500 so a small head still converges
-    # (measured on CLINC150: 500 steps of 128 reach the accuracy of 30 epochs of 32, 3x faster).
-    steps_per_epoch = math.ceil(len(x) / cfg.batch_size)
+    steps_per_epoch = math.ceil(n / cfg.batch_size)
     epochs = max(cfg.epochs, math.ceil(MIN_HEAD_STEPS / steps_per_epoch))
     head.train()
     steps, loss = 0, torch.zeros(())
     for _ in range(epochs):
-        for idx in torch.randperm(len(x), generator=gen).split(cfg.batch_size):
-            loss = torch.nn.functional.cross_entropy(head(x[idx], generator=gen) + base[idx], t[idx])
+        order = torch.randperm(n, generator=gen)
+        for idx in order.tensor_split(steps_per_epoch) if equal_batches else order.split(cfg.batch_size):
+            loss = loss_of(idx, forward(idx))
             opt.zero_grad()
             loss.backward()
             opt.step()
             steps += 1
-    head.fit_stats_ = {"labels": len(x), "epochs": epochs, "steps": steps, "loss": round(float(loss.detach()), 4),
+    head.fit_stats_ = {"labels": n, "epochs": epochs, "steps": steps, "loss": round(float(loss.detach()), 4),
                        "seconds": round(time.perf_counter() - started, 3)}
     return head.eval()
 
