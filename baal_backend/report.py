@@ -15,6 +15,7 @@ from functools import lru_cache
 from typing import Dict
 
 from . import insight
+from .answers import for_question
 from .engine import Engine
 
 DEFAULT_THRESHOLD = 0.3  # margin <= 0.3: the source notebook's "uncertain" texts
@@ -27,8 +28,13 @@ def collect(engine: Engine, project_id: str) -> Dict:
     schema = engine.schema(project_id)
     stored = sorted(project.store.all(), key=lambda lb: lb.updated_at) if project.label_count() else []
     per_class = {name: 0 for name in schema.labels}
-    for lb in stored:
-        per_class[lb.label] = per_class.get(lb.label, 0) + 1
+    if schema.simple:
+        for lb in stored:
+            per_class[lb.label] = per_class.get(lb.label, 0) + 1
+    else:  # the first question's choices (the page covers one question yet)
+        for _, choices in for_question(stored, schema, schema.first):
+            for choice in choices:
+                per_class[choice] += 1
     history = [{k: v for k, v in h.items() if k not in ("stop_ids", "stop_pred")} for h in insight.history(project)]
     latest = insight.current(project) or {}
     return {

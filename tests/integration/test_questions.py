@@ -5,6 +5,8 @@ import itertools
 
 import numpy as np
 
+from baal_backend.report import collect
+
 from tests.helpers import NEGATIVE, POSITIVE, task
 
 CONFIG = (
@@ -50,6 +52,8 @@ def test_two_questions_one_multi_label_both_learn_and_prefill(make_app):
     assert details and details[-1]["n_labels"] == 36
     questions = details[-1]["metrics"]["questions"]
     assert set(questions) == {"topic", "mood"} and questions["topic"]["micro_f1"] > 0.6
+    counts = collect(client.engine, "1")["labels_per_class"]  # the report page: the first question's choices
+    assert counts == {name: sum(name in topics for topics, _, _ in rows) for name in TOPICS}
 
     tests = [(topics, k, happy) for k, (topics, happy) in enumerate(itertools.product(SETS, [True, False]), start=7)]
     tasks = [task(100 + i, _text(topics, k, happy)) for i, (topics, k, happy) in enumerate(tests)]
