@@ -22,6 +22,17 @@ from baal.active.heuristics import BALD, Certainty, Entropy, Margin
 _EPS = 1e-12
 
 
+def power_keys(base: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A power variant's keys: `log u + Gumbel noise`, so sorting draws a batch with probability
+    proportional to `u` (Kirsch et al. 2022)."""
+    return np.log(np.clip(base, _EPS, None)) + rng.gumbel(size=len(base))
+
+
+def power_rank(keys: np.ndarray) -> np.ndarray:
+    """Power keys as `rank` scores: a monotone map onto (0, 1), lowest = label next."""
+    return 1.0 / (1.0 + np.exp(keys))
+
+
 def informativeness(probs: np.ndarray, heuristic: str, rng: Optional[np.random.Generator] = None) -> np.ndarray:
     """Per-text informativeness, higher = more useful to label.
 
@@ -43,7 +54,7 @@ def informativeness(probs: np.ndarray, heuristic: str, rng: Optional[np.random.G
         return np.zeros(0)
     if heuristic.startswith("power_"):
         base = informativeness(probs, heuristic[len("power_"):], rng)
-        return np.log(np.clip(base, _EPS, None)) + rng.gumbel(size=n)
+        return power_keys(base, rng)
     if heuristic == "random":
         return rng.random(n)
     log_c = np.log(n_classes)
@@ -81,9 +92,7 @@ def prediction_scores(
     if score_mode == "uncertainty":
         return raw_uncertainty(probs, heuristic, rng)
     u = informativeness(probs, heuristic, rng)
-    if heuristic.startswith("power_"):
-        return 1.0 / (1.0 + np.exp(u))  # a monotone map of the perturbed log key onto (0, 1)
-    return 1.0 - u
+    return power_rank(u) if heuristic.startswith("power_") else 1.0 - u
 
 
 def select(probs: np.ndarray, heuristic: str, k: int, rng: Optional[np.random.Generator] = None) -> np.ndarray:

@@ -40,6 +40,7 @@ import torch
 from sklearn.metrics import f1_score
 
 from . import quality
+from .acquisition import power_keys, power_rank
 from .encoder import Encoder
 from .model import HEAD_WEIGHTS, META_FILE, MCHead, mc_proba
 from .training import OOF_FOLDS, TrainConfig, fit_head_loop
@@ -364,7 +365,7 @@ def informativeness(probs: np.ndarray, heuristic: str, thresholds: np.ndarray, l
         return np.zeros(0)
     if heuristic.startswith("power_"):
         base = informativeness(probs, heuristic[len("power_"):], thresholds, labeled, rng, cardinality)
-        return np.log(np.clip(base, _EPS, None)) + rng.gumbel(size=n)
+        return power_keys(base, rng)
     if heuristic == "random":
         return rng.random(n)
     mean = probs.mean(-1)
@@ -399,9 +400,7 @@ def prediction_scores(probs: np.ndarray, heuristic: str, thresholds: np.ndarray,
     u = informativeness(probs, heuristic, thresholds, labeled, rng, cardinality)
     if score_mode == "uncertainty":
         return label_bald(probs).sum(1) if heuristic == "bald" else u
-    if heuristic.startswith("power_"):
-        return 1.0 / (1.0 + np.exp(u))
-    return 1.0 - u
+    return power_rank(u) if heuristic.startswith("power_") else 1.0 - u
 
 
 def select(probs: np.ndarray, heuristic: str, k: int, thresholds: np.ndarray, labeled: Optional[np.ndarray] = None,
