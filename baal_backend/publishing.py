@@ -132,11 +132,10 @@ class Publisher:
             log.info("project %s: several questions or a multi-label one train in head mode (fine-tuning one body per "
                      "question is not built)", project.id)
         started = time.perf_counter()
-        prior_of = self.models.label_prior if self.settings.label_prior else (lambda _schema: None)
-        pool = project.store.unlabeled() if self.settings.label_prior else []
+        pool = project.store.unlabeled() if self.settings.label_prior else []  # the prior's refinement reads it
         pool_emb = self.models.encoder.embed([text for _, text in pool]) if pool else None
         fit = fit_questions(schema, labels, self.models.encoder, self.train_config, self.settings.min_labels,
-                            prior_of, pool_emb)
+                            self.models.label_prior, pool_emb)
         if fit.models is None:
             reasons = "; ".join(f"{name}: {m['reason']}" for name, m in fit.metrics.items())
             record.update(status="skipped", reason=f"no question can be trained yet ({reasons})")

@@ -30,19 +30,17 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class QuestionsFit:
-    """The version (None when no question had enough labels), each question's quality or the
-    reason it was left out, and the labels it learned from (by question)."""
+    """The version (None when no question had enough labels), and each question's quality or the
+    reason it was left out."""
 
     models: Optional[QuestionModels]
     metrics: Dict[str, Dict]
-    used: Dict[str, List[Label]]
 
 
 def fit_questions(schema: Schema, labels: List[Label], encoder: Encoder, cfg: TrainConfig, min_labels: int,
                   prior_of: Callable[[Schema], Optional[LabelPrior]], pool_emb: Optional[np.ndarray]) -> QuestionsFit:
     members: List[Tuple[str, Classifier]] = []
     metrics: Dict[str, Dict] = {}
-    used: Dict[str, List[Label]] = {}
     for question in schema.questions:
         rows = for_question(labels, schema, question)
         why = _too_few(question, rows, min_labels)
@@ -65,8 +63,7 @@ def fit_questions(schema: Schema, labels: List[Label], encoder: Encoder, cfg: Tr
         fitted.metrics.pop("fit", None)
         metrics[question.from_name] = {**fitted.metrics, "n_labels": len(rows)}
         members.append((question.from_name, clf))
-        used[question.from_name] = [lb for lb, _ in rows]
-    return QuestionsFit(QuestionModels(members) if members else None, metrics, used)
+    return QuestionsFit(QuestionModels(members) if members else None, metrics)
 
 
 def _too_few(question: Question, rows: List[Tuple[Label, Tuple[str, ...]]], min_labels: int) -> Optional[str]:
