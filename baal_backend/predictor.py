@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Dict, Sequence, Tuple
 
 import numpy as np
@@ -80,10 +80,9 @@ class Predictor:
             self.table.problems[f"language:{project_id}"] = warning
         version, clf = self.served.classifier(project_id)
         if isinstance(clf, QuestionModels):
-            questions, scores = predict_questions(clf, schema, texts, self.settings.num_draws, self.settings.heuristic,
-                                                  self.settings.score_mode, self._rng)
+            questions, scores = self._question_chunks(clf, schema, texts)
             zeros = np.zeros(len(texts))
-            return Predictions(version, schema.labels, zeros.astype(np.int64), zeros, scores, False, tuple(questions))
+            return Predictions(version, schema.labels, zeros.astype(np.int64), zeros, scores, False, questions)
         if clf is None and schema.simple:  # a checkpoint knows one set of classes: one single-choice question's
             clf = self.models.base_classifier(schema.labels)
         n = len(texts)
@@ -99,6 +98,21 @@ class Predictor:
             scores[part] = acquisition.prediction_scores(probs, self.settings.heuristic, self.settings.score_mode,
                                                          self._rng)
         return Predictions(version, schema.labels, best_index, best_probability, scores)
+
+    def _question_chunks(self, models: QuestionModels, schema: Schema, texts: Sequence[str]
+                         ) -> Tuple[Tuple[QuestionPrediction, ...], np.ndarray]:
+        """`predict_questions` over `PREDICT_CHUNK` texts at a time, as the single-question path:
+        each question's draws are O(chunk x labels x draws), whatever the number of texts. A text's
+        answers and score depend on that text alone, so the chunks' outputs simply join."""
+        parts = [predict_questions(models, schema, texts[start:start + PREDICT_CHUNK], self.settings.num_draws,
+                                   self.settings.heuristic, self.settings.score_mode, self._rng)
+                 for start in range(0, max(len(texts), 1), PREDICT_CHUNK)]
+        joined = tuple(
+            replace(first, choices=[row for questions, _ in parts for row in questions[i].choices],
+                    **{name: np.concatenate([getattr(questions[i], name) for questions, _ in parts])
+                       for name in ("confidence", "shown", "scores")})
+            for i, first in enumerate(parts[0][0]))
+        return joined, np.concatenate([scores for _, scores in parts])
 
     def remember_tasks(self, project_id: str, task_ids: Sequence[object], texts: Sequence[str]) -> None:
         """Keep the tasks Label Studio asked about: the pool the learner refines its prior on.

