@@ -12,11 +12,15 @@ The same round also measures, on the same head, what the decision rule is worth:
 fixed 0.5 threshold and without the "at least one label" fallback. `--balance` trains with
 another positive weighting (the guard against skewed labels); `collapses` counts a label's test
 F1 falling from >= 0.5 to <= 0.1 between two budgets (the collapse baal issue #175 reports).
+Every head learns on top of the label names' prior (`prior.MultiLabelPrior`), as the server's
+with `LABEL_PRIOR` on; `--no-prior` trains without it. Each round seeds torch's global generator
+(the MC-Dropout draws), so a run repeats exactly and two runs compare on the same draws.
 
     .venv/bin/python benchmarks/multilabel_sim.py                      # every strategy, sqrt balance
     .venv/bin/python benchmarks/multilabel_sim.py --strategies random bald --balance none
+    .venv/bin/python benchmarks/multilabel_sim.py --strategies cardinality --no-prior
 
-Writes benchmarks/results/multilabel_<balance>.json (and prints the table).
+Writes benchmarks/results/multilabel_<balance>[_noprior].json (and prints the table).
 """
 from __future__ import annotations
 
@@ -35,9 +39,10 @@ from sklearn.metrics import f1_score
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from baal_backend import cold_start, multilabel  # noqa: E402
+from baal_backend import cold_start, multilabel, multilabel_acquisition  # noqa: E402
 from baal_backend.data import load_clinc_multilabel  # noqa: E402
 from baal_backend.encoder import Encoder  # noqa: E402
+from baal_backend.prior import LabelPrior  # noqa: E402
 from baal_backend.settings import default_model_path  # noqa: E402
 from baal_backend.training import TrainConfig  # noqa: E402
 
@@ -47,7 +52,7 @@ DRAWS = 20
 class Learner:
     """The pool, the test set and one round of the server's multi-label fit on cached embeddings."""
 
-    def __init__(self, balance: str):
+    def __init__(self, balance: str, prior: bool):
         pool, test = load_clinc_multilabel("train"), load_clinc_multilabel("test")
         self.labels = sorted({label for chosen in pool.labels + test.labels for label in chosen})
         self.y_pool = multilabel.label_matrix(pool.labels, self.labels)
@@ -55,6 +60,7 @@ class Learner:
         self.encoder = Encoder(default_model_path())
         self.pool_emb, self.test_emb = self.encoder.embed(pool.texts), self.encoder.embed(test.texts)
         self.balance = balance
+        self.prototypes = LabelPrior.of(self.encoder, self.labels).prototypes if prior else None
         self.dataset = {"name": pool.name.rsplit("-", 1)[0], "pool": len(pool), "test": len(test),
                         "labels": len(self.labels), "pool_cardinality": float(self.y_pool.sum(1).mean()),
                         "pool_label_counts": {"max": int(self.y_pool.sum(0).max()), "min": int(self.y_pool.sum(0).min())}}
@@ -62,16 +68,18 @@ class Learner:
     def round(self, labeled: np.ndarray, unlabeled: np.ndarray, seed: int):
         """(test metrics, MC probabilities of the unlabeled pool, thresholds)."""
         cfg = replace(TrainConfig(seed=seed), eval_fraction=0.0, num_draws=DRAWS)  # quality plan off; OOF still fits thresholds
-        fit = multilabel.fit_multilabel(self.pool_emb[labeled], self.y_pool[labeled], labeled, cfg, self.balance)
+        torch.manual_seed(seed)
+        fit = multilabel.fit_multilabel(self.pool_emb[labeled], self.y_pool[labeled], labeled, cfg, self.labels,
+                                        self.prototypes, self.balance)
         clf = fit.classifier(self.encoder, self.labels)
         test_mean = clf.proba_from_embeddings(self.test_emb, DRAWS).mean(-1)
         pred = multilabel.decide(test_mean, fit.thresholds, fit.at_least_one)
-        metrics = {**multilabel.scores(self.y_test, pred), "label_f1": label_f1(self.y_test, pred),
+        metrics = {**multilabel.scores(self.y_test, pred, self.labels), "label_f1": label_f1(self.y_test, pred),
                    "labeled_cardinality": float(self.y_pool[labeled].sum(1).mean())}
         for name, cut, fallback in (("fixed_0.5", np.full(len(self.labels), 0.5), fit.at_least_one),
                                     ("no_fallback", fit.thresholds, False)):
             other_pred = multilabel.decide(test_mean, cut, fallback)
-            other = multilabel.scores(self.y_test, other_pred)
+            other = multilabel.scores(self.y_test, other_pred, self.labels)
             metrics[name] = {**{k: other[k] for k in ("micro_f1", "macro_f1", "cardinality")},
                              "label_f1": label_f1(self.y_test, other_pred)}
         return metrics, clf.proba_from_embeddings(self.pool_emb[unlabeled], DRAWS), fit.thresholds
@@ -92,7 +100,7 @@ def summarise(curves: Dict[str, List[List[Dict]]], budgets: List[int]) -> Dict:
     for name, runs in curves.items():
         stats: Dict[str, object] = {"budgets": budgets}
         for key in ("micro_f1", "macro_f1", "cardinality"):
-            values = np.array([[m[key] for m in run] for run in runs])
+            values = np.array([[m[key]["predicted"] if key == "cardinality" else m[key] for m in run] for run in runs])
             stats[f"{key}_mean"] = values.mean(0).round(4).tolist()
             stats[f"{key}_std"] = values.std(0).round(4).tolist()
         for key in ("micro_f1", "macro_f1"):
@@ -112,7 +120,7 @@ def summarise(curves: Dict[str, List[List[Dict]]], budgets: List[int]) -> Dict:
 def table(results: Dict) -> str:
     strategies = results["strategies"]
     budgets = results["budgets"]
-    shown = [budgets[0], budgets[len(budgets) // 2], budgets[-1]]
+    shown = sorted({budgets[0], budgets[min(1, len(budgets) - 1)], budgets[len(budgets) // 2], budgets[-1]})
     head = (["strategy", "AULC micro-F1", "AULC macro-F1"] + [f"micro@{b}" for b in shown] + [f"macro@{b}" for b in shown]
             + ["collapses", "macro drops", "labeled cardinality"])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -130,18 +138,19 @@ def table(results: Dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--strategies", nargs="+", default=["random", "bald", "entropy", "margin", "cvirs", "cardinality", "power_bald"],
-                        choices=multilabel.HEURISTICS)
+                        choices=multilabel_acquisition.HEURISTICS)
     parser.add_argument("--balance", default=multilabel.DEFAULT_BALANCE, choices=multilabel.BALANCES)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seed-size", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=40)
     parser.add_argument("--budget", type=int, default=300)
+    parser.add_argument("--no-prior", action="store_true", help="train without the label names' prior")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     # 2 shared cores: a 500-step head took 21 s on 2 contended threads, 1.1 s on one
     torch.set_num_threads(1)
     started = time.perf_counter()
-    learner = Learner(args.balance)
+    learner = Learner(args.balance, not args.no_prior)
     budgets = list(range(args.seed_size, args.budget + 1, args.batch_size))
     everything = np.arange(len(learner.pool_emb))
     curves: Dict[str, List[List[Dict]]] = {s: [] for s in args.strategies}
@@ -155,7 +164,7 @@ def main() -> None:
             metrics, probs, thresholds = first
             curve = [metrics]
             for budget in budgets[1:]:
-                picked = multilabel.select(probs, strategy, budget - len(labeled), thresholds, learner.y_pool[labeled], rng)
+                picked = multilabel_acquisition.select(probs, strategy, budget - len(labeled), thresholds, learner.y_pool[labeled], rng)
                 labeled = np.concatenate([labeled, unlabeled[picked]])
                 unlabeled = np.setdiff1d(everything, labeled)
                 metrics, probs, thresholds = learner.round(labeled, unlabeled, rep)
@@ -163,11 +172,11 @@ def main() -> None:
             curves[strategy].append(curve)
             print(f"repeat {rep + 1} {strategy:12s} micro " + " ".join(f"{m['micro_f1']:.3f}" for m in curve)
                   + " | macro " + " ".join(f"{m['macro_f1']:.3f}" for m in curve), flush=True)
-    results = {"dataset": learner.dataset, "balance": args.balance, "budgets": budgets, "repeats": args.repeats,
+    results = {"dataset": learner.dataset, "balance": args.balance, "prior": not args.no_prior, "budgets": budgets, "repeats": args.repeats,
                "seed_set": "k-means representatives", "draws": DRAWS,
                "command": "python benchmarks/multilabel_sim.py " + " ".join(sys.argv[1:]),
                "seconds": round(time.perf_counter() - started), "strategies": summarise(curves, budgets)}
-    out = args.out or ROOT / "benchmarks" / "results" / f"multilabel_{args.balance}.json"
+    out = args.out or ROOT / "benchmarks" / "results" / f"multilabel_{args.balance}{'_noprior' if args.no_prior else ''}.json"
     out.write_text(json.dumps(results, indent=1))
     print(table(results))
     print(f"wrote {out} ({results['seconds']} s)")
