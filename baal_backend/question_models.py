@@ -13,7 +13,7 @@ from typing import Callable, Dict, List, Sequence, Tuple
 
 import numpy as np
 
-from . import acquisition, multilabel
+from . import acquisition, multilabel, multilabel_acquisition, multilabel_finetune
 from .encoder import Encoder
 from .model import META_FILE, Classifier, load_classifier_dir
 from .schema import Schema
@@ -79,7 +79,7 @@ def predict_questions(models: QuestionModels, schema: Schema, texts: Sequence[st
             choices = clf.choices(probs)
             confidence = np.array([mean[i, [question.labels.index(c) for c in row]].mean() if row else 0.0
                                    for i, row in enumerate(choices)])
-            scores = clf.prediction_scores(probs, score_mode="rank", rng=rng)
+            scores = multilabel_acquisition.version_scores(clf, probs, score_mode="rank", rng=rng)
         else:
             best = mean.argmax(1)
             choices = [(question.labels[k],) for k in best]
@@ -107,6 +107,8 @@ def load_version(path: Path, encoder: Encoder, max_length: int):
     kind = json.loads((Path(path) / META_FILE).read_text())["kind"]
     if kind == KIND:
         return QuestionModels.load(Path(path), lambda member: load_version(member, encoder, max_length))
-    if kind == multilabel.KIND:
+    if kind in (multilabel.KIND, multilabel.KIND_ON_PRIOR):
         return multilabel.MultiLabelClassifier.load(Path(path), encoder)
+    if kind == multilabel_finetune.TUNED_KIND:
+        return multilabel_finetune.TunedMultiLabelClassifier.load(Path(path), max_length=max_length)
     return load_classifier_dir(Path(path), encoder, max_length)

@@ -186,23 +186,32 @@ class SentenceModel(nn.Module):
     head, and the prior's logits on top (`prior_offset`'s, its prototypes fixed), with the
     cross-entropy loss the Trainer reads. As in `train_mc_head`, each class's prototype is one more
     training example of it (`anchor_weight`: its weight against one label), so a class with no
-    label yet keeps its share instead of being trained away."""
+    label yet keeps its share instead of being trained away. With `pos_weight` (one per label) the
+    outputs are independent labels (multi-label): the loss is the sigmoid head's weighted binary
+    cross-entropy, as `multilabel.train_sigmoid_head` trains it on frozen embeddings."""
 
     accepts_loss_kwargs = False  # the loss is a plain mean: the Trainer scales it for accumulation
 
-    def __init__(self, body: PreTrainedModel, head: MCHead, prior: Optional[LabelPrior], anchor_weight: float = 0.0):
+    def __init__(self, body: PreTrainedModel, head: MCHead, prior: Optional[LabelPrior], anchor_weight: float = 0.0,
+                 pos_weight: Optional[np.ndarray] = None):
         super().__init__()
         self.body, self.head = body, head
+        self.register_buffer("pos_weight", None if pos_weight is None else torch.as_tensor(pos_weight,
+                                                                                            dtype=torch.float32))
         on = prior is not None and prior.scale > 0
         named = prior.named() if on else np.empty(0, dtype=np.int64)
         self.register_buffer("prior_weights", torch.from_numpy(prior.scale * prior.prototypes) if on else None)
+        bias = getattr(prior, "bias", None) if on else None  # a multi-label prior's per-label bias
+        self.register_buffer("prior_bias", None if bias is None else torch.as_tensor(bias, dtype=torch.float32))
         self.register_buffer("anchors", torch.from_numpy(prior.prototypes[named]) if on else None)
         self.register_buffer("anchor_labels", torch.from_numpy(named))
         self.anchor_weight = anchor_weight
 
     def logits(self, pooled: torch.Tensor) -> torch.Tensor:
         out = self.head(pooled)
-        return out if self.prior_weights is None else out + pooled @ self.prior_weights.T
+        if self.prior_weights is not None:
+            out = out + pooled @ self.prior_weights.T
+        return out if self.prior_bias is None else out + self.prior_bias
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: Optional[torch.Tensor] = None,
                 labels: Optional[torch.Tensor] = None) -> SequenceClassifierOutput:
@@ -211,7 +220,9 @@ class SentenceModel(nn.Module):
                            attention_mask)
         logits = self.logits(pooled)
         loss = None
-        if labels is not None:
+        if labels is not None and self.pos_weight is not None:
+            loss = nn.functional.binary_cross_entropy_with_logits(logits, labels.float(), pos_weight=self.pos_weight)
+        elif labels is not None:
             loss = nn.functional.cross_entropy(logits, labels, reduction="sum")
             weight = float(len(labels))
             if self.anchors is not None and self.anchor_weight > 0 and len(self.anchors):
@@ -286,7 +297,8 @@ def train_with_baal(model: nn.Module, body: nn.Module, tokenizer, texts: Sequenc
 
     # Tokenise ourselves and pad per batch: baal's HuggingFaceDatasets pads everything to max
     # length and renumbers labels by the classes present (see DESIGN.md's traps).
-    ds = Dataset.from_dict({"text": clip(texts, cfg.max_length), "labels": [int(v) for v in y]}).map(
+    targets = y.astype(np.float32).tolist() if y.ndim == 2 else [int(v) for v in y]  # multi-label: label rows
+    ds = Dataset.from_dict({"text": clip(texts, cfg.max_length), "labels": targets}).map(
         lambda b: tokenizer(b["text"], truncation=True, max_length=cfg.max_length), batched=True
     )
     ds = ds.remove_columns(["text"])
