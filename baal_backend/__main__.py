@@ -102,18 +102,20 @@ def _cell(value: object) -> object:
 
 
 def _export(args: argparse.Namespace) -> int:
-    """The report's lists from the command line: texts to label next (margin <= threshold) or
-    the suspicious labels, as CSV or JSON (by the file's suffix), from the newest version's files."""
+    """The report's lists from the command line: texts to label next (margin <= threshold; several
+    questions: the rank score of the least certain answer, with its `question`) or the suspicious
+    labels (several questions: each names its `question`), as CSV or JSON (by the file's suffix),
+    from the newest version's files."""
     import csv
     import json
 
-    from . import insight
+    from . import insight, question_insight
     from .project import Project
     from .settings import Settings, SettingsError
     from .studio import RequestError, project_id
 
     try:
-        settings = Settings.from_env()
+        settings = Settings.from_env(resolve_model=False)  # reads files only: no encoder
         pid = project_id(args.project)
     except (SettingsError, RequestError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -133,18 +135,24 @@ def _export(args: argparse.Namespace) -> int:
     if args.suspicious and latest.get("suspicious") is None:
         print(f"error: {latest['version']} has no suspicious labels: {latest.get('suspicious_reason')}", file=sys.stderr)
         return 1
-    rows = latest["suspicious"] if args.suspicious else insight.to_label(latest, args.threshold)
+    questions = "questions" in latest  # one model line per question (`question_insight`)
+    to_label = question_insight.to_label if questions else insight.to_label
+    rows = latest["suspicious"] if args.suspicious else to_label(latest, args.threshold)
     if out.suffix.lower() == ".json":
         out.write_text(json.dumps(rows, indent=1, ensure_ascii=False), encoding="utf-8")
     else:
-        columns = list(rows[0]) if rows else (["annotation", "task", "text", "label", "p_label", "model_says", "p_model",
-                                               "suspicion"] if args.suspicious else
-                                              ["task", "text", "top", "p_top", "second", "p_second", "margin", "score"])
+        if questions:
+            columns = question_insight.SUSPICIOUS_COLUMNS if args.suspicious else question_insight.TO_LABEL_COLUMNS
+        else:
+            columns = list(rows[0]) if rows else (["annotation", "task", "text", "label", "p_label", "model_says",
+                                                   "p_model", "suspicion"] if args.suspicious else
+                                                  ["task", "text", "top", "p_top", "second", "p_second", "margin", "score"])
         with open(out, "w", newline="", encoding="utf-8") as fh:
-            writer = csv.DictWriter(fh, fieldnames=columns)
+            writer = csv.DictWriter(fh, fieldnames=columns, restval="")
             writer.writeheader()
             writer.writerows({k: _cell(v) for k, v in row.items()} for row in rows)
-    what = "suspicious labels" if args.suspicious else f"texts with margin <= {args.threshold:g}"
+    what = "suspicious labels" if args.suspicious else (
+        f"texts with {'a least certain rank score' if questions else 'margin'} <= {args.threshold:g}")
     print(f"{len(rows)} {what} of project {pid} ({latest['version']}) written to {out}", file=sys.stderr)
     return 0
 
@@ -159,7 +167,7 @@ def _trash(args: argparse.Namespace) -> int:
     from .studio import RequestError, project_id
 
     try:
-        settings = Settings.from_env(model_dir=Path(args.model_dir) if args.model_dir else None)
+        settings = Settings.from_env(model_dir=Path(args.model_dir) if args.model_dir else None, resolve_model=False)
         pid = project_id(args.project) if args.command == "restore" else None
     except (SettingsError, RequestError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -225,7 +233,9 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     exp = sub.add_parser("export", help="the report's lists as CSV/JSON: texts to label next, or --suspicious labels")
     exp.add_argument("--project", required=True, help="the Label Studio project id")
-    exp.add_argument("--threshold", type=float, default=0.3, help="texts whose margin is at most this (default 0.3)")
+    exp.add_argument("--threshold", type=float, default=0.3,
+                     help="texts whose margin (several questions: least certain answer's rank score) is at most this "
+                          "(default 0.3)")
     exp.add_argument("--out", required=True, help="a .csv or .json file")
     exp.add_argument("--suspicious", action="store_true", help="the suspicious labels instead of the texts to label")
 

@@ -1,11 +1,12 @@
 """What each version knows about its project, kept with it: the report page, the stopping signal
 and the export read these files and never re-score a large pool on request.
 
-After a version is published: `version_insight` scores a fixed sample of the unlabeled pool (the
-first `REPORT_POOL` tasks in `stopping.hash_order`; its head is the stop set) and ranks the
-labels by how strongly heads trained without them disagree (`suspicious`). The version's files
-get `insight.json`; the project's `history.jsonl` gets one line per version (its labels, quality,
-stop-set predictions), which outlives pruned versions.
+After a version is published: `score_pool` scores a fixed sample of the unlabeled pool (the
+first `REPORT_POOL` tasks in `stopping.hash_order`; its head is the stop set) and `suspicious`
+ranks the labels by how strongly heads trained without them disagree. The version's files get
+`insight.json`; the project's `history.jsonl` gets one line per version (its labels, quality,
+stop-set predictions), which outlives pruned versions. A project with one model line per question
+(several questions, or a multi-label one) gets the same files per question from `question_insight`.
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ HISTORY = "history.jsonl"
 KEEP_STOP_SETS = 100  # newest versions whose stop-set predictions are kept
 INSIGHT = "insight.json"
 CHUNK = 1024
+NO_OUT_OF_FOLD = "out-of-fold probabilities need EVAL_FRACTION > 0 and at least 4 labeled tasks"
 
 
 def top_two(mean: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
@@ -82,17 +84,29 @@ def record(project: Project, version: str, n_labels: int, metrics: Dict, pool_ro
         "stop_ids": [r["task"] for r in stop], "stop_pred": [r["top"][0] for r in stop],
         "uncertainty": round(float(np.mean([1 - r["margin"] for r in stop])), 4) if stop else None,
     }
-    insight = {"version": version, "pool": pool_rows, "suspicious": suspects,
-               "suspicious_reason": None if suspects is not None else
-               "out-of-fold probabilities need EVAL_FRACTION > 0 and at least 4 labeled tasks"}
+    write(project, version, {"version": version, "pool": pool_rows, "suspicious": suspects,
+                             "suspicious_reason": None if suspects is not None else NO_OUT_OF_FOLD}, entry)
+    return entry
+
+
+def write(project: Project, version: str, insight: Dict, entry: Dict) -> None:
+    """Write a version's `insight.json` and append its `entry` to the project's history: the whole
+    history rewritten atomically (never a torn line); only the newest `KEEP_STOP_SETS` versions
+    keep their stop-set predictions (the stopping signal looks back 2 windows of 10%)."""
     atomic_write_text(project.registry.path(version) / INSIGHT, json.dumps(insight))
-    # the whole history rewritten atomically (never a torn line); only the newest KEEP_STOP_SETS
-    # versions keep their stop-set predictions (the stopping signal looks back 2 windows of 10%)
     lines = history(project) + [entry]
     for old in lines[:-KEEP_STOP_SETS]:
-        old.pop("stop_ids", None), old.pop("stop_pred", None)
+        for line in [old, *(old.get("questions") or {}).values()]:
+            line.pop("stop_ids", None), line.pop("stop_pred", None)
     atomic_write_text(project.root / HISTORY, "".join(json.dumps(line) + "\n" for line in lines))
-    return entry
+
+
+def without_stop_sets(line: Dict) -> Dict:
+    """A history line without its stop-set predictions (also its questions'): what the page shows."""
+    out = {k: v for k, v in line.items() if k not in ("stop_ids", "stop_pred")}
+    if isinstance(out.get("questions"), dict):
+        out["questions"] = {name: without_stop_sets(q) for name, q in out["questions"].items()}
+    return out
 
 
 def history(project: Project) -> List[Dict]:
@@ -121,7 +135,12 @@ def current(project: Project) -> Optional[Dict]:
 
 
 def stop_signal(project: Project, min_labels: int) -> Dict[str, object]:
-    return stopping.signal(history(project), min_labels)
+    """The stopping signal; a project whose newest version has one model line per question gets
+    one per question (`stopping.question_signals`) and stops when all of them do."""
+    lines = history(project)
+    if lines and "questions" in lines[-1]:
+        return stopping.combine(stopping.question_signals(lines, min_labels))
+    return stopping.signal(lines, min_labels)
 
 
 def to_label(insight: Optional[Dict], threshold: float) -> List[Dict]:

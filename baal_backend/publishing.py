@@ -2,8 +2,9 @@
 
 A version is never trained twice on the same thing: each records a digest of its training input
 (`fingerprint`), and a run whose digest equals the current version's is skipped. The published
-version serves at once in this process (`served`); its report data (`insight`) is written after
-the run's announcements, so a push to Label Studio never waits for it.
+version serves at once in this process (`served`); its report data (`insight`, or per question
+`question_insight`) is written after the run's announcements, so a push to Label Studio never
+waits for it.
 """
 from __future__ import annotations
 
@@ -14,13 +15,13 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from . import insight, trainer_process
+from . import insight, multilabel_finetune, question_insight, trainer_process
 from .answers import decode, single_labels
 from .labels import Label, fingerprint
 from .logs import public_error
 from .model import Classifier, TunedClassifier
 from .project import Project
-from .question_training import fit_questions, summary
+from .question_training import QUESTIONS_RECIPE, fit_questions, summary
 from .schema import Schema
 from .served import ServedVersions
 from .settings import Settings
@@ -109,31 +110,42 @@ class Publisher:
 
     def _record_insight(self, project: Project, name: str, clf: Classifier, labels: Sequence[Label], schema: Schema,
                         oof: Optional[np.ndarray], meta: Dict, pool: Sequence[Tuple[int, str]]) -> None:
-        """The version's report files (`insight`); a failure costs the report, never the version."""
-        started = time.perf_counter()
-        try:
+        """The version's report files (`insight`)."""
+        def write() -> int:
             rows = insight.score_pool(clf, pool, self.settings.num_draws, self.settings.heuristic,
                                       self.settings.score_mode, np.random.default_rng(self.settings.seed))
             suspects = insight.suspicious(labels, schema.labels, oof) if oof is not None else None
             insight.record(project, name, len(labels), meta["metrics"], rows, suspects, meta["created_at"])
+            return len(rows)
+        self._report(project, name, write)
+
+    @staticmethod
+    def _report(project: Project, name: str, write: Callable[[], int]) -> None:
+        """Run `write` (it writes a version's report files and returns how many pool tasks it
+        scored); a failure costs the report, never the version."""
+        started = time.perf_counter()
+        try:
+            scored = write()
         except Exception as exc:  # noqa: BLE001
             log.warning("project %s: %s has no report data: %s", project.id, name, public_error(exc), exc_info=True)
             return
-        log.info("project %s: %s scored %d unlabeled tasks for the report in %.2f s", project.id, name, len(rows),
+        log.info("project %s: %s scored %d unlabeled tasks for the report in %.2f s", project.id, name, scored,
                  time.perf_counter() - started)
 
     def _fit_questions(self, project: Project, schema: Schema, record: Dict) -> Callable[[], None]:
-        """A version with one model line per question (`question_training`), in head mode."""
+        """A version with one model line per question (`question_training`)."""
         labels = self.training_labels(project, schema)
         digest = self.fingerprint(schema, labels)
         if self._unchanged(project, digest, record):
             return _nothing
-        if self.settings.train_mode == "finetune":
-            log.info("project %s: several questions or a multi-label one train in head mode (fine-tuning one body per "
-                     "question is not built)", project.id)
+        tuned = self.settings.train_mode == "finetune" and len(schema.questions) == 1
+        if self.settings.train_mode == "finetune" and not tuned:
+            log.info("project %s: several questions train in head mode, on the shared frozen embeddings (a fine-tuned "
+                     "body per question would multiply the version's size and the encoding by the questions)",
+                     project.id)
         started = time.perf_counter()
-        pool = project.store.unlabeled() if self.settings.label_prior else []  # the prior's refinement reads it
-        pool_emb = self.models.encoder.embed([text for _, text in pool]) if pool else None
+        pool = project.store.unlabeled()  # the prior's refinement and the report's sample read it
+        pool_emb = self.models.encoder.embed([text for _, text in pool]) if pool and self.settings.label_prior else None
         fit = fit_questions(schema, labels, self.models.encoder, self.train_config, self.settings.min_labels,
                             self.models.label_prior, pool_emb)
         if fit.models is None:
@@ -143,7 +155,8 @@ class Publisher:
             return _nothing
         encoder = self.models.encoder
         meta = {
-            "project": project.id, "mode": "head", "base_model": self.settings.baseline_model_name,
+            "project": project.id, "mode": "finetune" if tuned else "head",
+            "base_model": self.settings.baseline_model_name,
             "encoder": {"name": self.settings.baseline_model_name, "id": encoder.identity, "dim": encoder.dim},
             "fingerprint": digest, "labels": list(schema.labels), "questions": [q.from_name for q in schema.questions],
             "n_labels": len(labels), "annotation_ids": [lb.annotation_id for lb in labels],
@@ -154,7 +167,9 @@ class Publisher:
         self.served.serve(project, name, fit.models)
         record.update(status="published", version=name, n_labels=len(labels))
         log.info("project %s: published %s (%d labels; per question: %s)", project.id, name, len(labels), fit.metrics)
-        return _nothing
+        return lambda: self._report(project, name, lambda: question_insight.record(
+            project, name, fit.models, schema, labels, fit.out_of_fold, meta, pool, self.settings.num_draws,
+            self.settings.heuristic, self.settings.score_mode, np.random.default_rng(self.settings.seed)))
 
     @staticmethod
     def _unchanged(project: Project, digest: str, record: Dict) -> bool:
@@ -182,7 +197,9 @@ class Publisher:
         and a version no label asked for only makes a twin of the current one."""
         recipe = repr(sorted(asdict(self.train_config).items()))
         if self.settings.train_mode == "finetune":
-            recipe += FINETUNE_RECIPE
+            recipe += FINETUNE_RECIPE if schema.simple else multilabel_finetune.RECIPE
+        if not schema.simple:
+            recipe += QUESTIONS_RECIPE
         classes = "\x1f".join(schema.labels) if schema.simple else repr(schema.classes)
         if self.settings.label_prior:
             classes += repr(schema.descriptions if schema.simple else [q.descriptions for q in schema.questions])

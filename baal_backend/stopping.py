@@ -4,7 +4,9 @@ Bloodgood & Vijay-Shanker (2009): keep a set of unlabeled texts aside (the stop 
 each model's predictions on it with the predictions of the model some labels earlier. Once
 Cohen's kappa between them stays at or above `KAPPA` for `CHECKS` windows in a row, more labels
 no longer change what the model says: labeling has stopped paying off. The server checks
-versions (one per retrain), the simulation checks rounds; both call `signal`.
+versions (one per retrain), the simulation checks rounds; both call `signal`. A project with one
+model line per question gets one signal per question, on its own history (`question_signals`),
+and may stop when all of them say so (`combine`).
 
 A window is `max(min_labels, 10% of the labels)`: a version trained on one more label always
 agrees with its predecessor, so agreement is only evidence across a real step of labels.
@@ -80,3 +82,38 @@ def signal(history: Sequence[Dict], min_labels: int) -> Dict[str, object]:
         reason = (f"keep labeling: the predictions on the stop set still change (kappa "
                   f"{', '.join(str(c['kappa']) for c in reversed(checks))}; stop at {KAPPA} for {CHECKS} windows in a row)")
     return {"stop": stop, "reason": reason, "checks": checks, "kappa_threshold": KAPPA}
+
+
+def question_signals(history: Sequence[Dict], min_labels: int) -> Dict[str, Dict[str, object]]:
+    """Per question of a project with one model line per question, `signal` on its own history:
+    lines whose `questions` map each question to its `n_labels` (the labels that count for it:
+    its window) and, once trained, its `stop_ids` and `stop_pred`. The questions are those the
+    newest line trained."""
+    newest = (history[-1].get("questions") or {}) if history else {}
+    out: Dict[str, Dict[str, object]] = {}
+    for name in (n for n, q in newest.items() if q.get("stop_ids") is not None):
+        own = [{"version": h.get("version"), **h["questions"][name]} for h in history
+               if (h.get("questions") or {}).get(name, {}).get("stop_ids") is not None]
+        out[name] = signal(own, min_labels)
+    return out
+
+
+def combine(signals: Dict[str, Dict[str, object]]) -> Dict[str, object]:
+    """The project's signal from its questions' (`question_signals`): it could stop when every
+    trained question could; otherwise the reason names the questions whose predictions still change
+    or that lack the history to tell."""
+    stop = bool(signals) and all(s["stop"] for s in signals.values())
+    kappas = {name: ", ".join(str(c["kappa"]) for c in reversed(s["checks"])) for name, s in signals.items()}
+    if not signals:
+        reason = "not enough history yet: no question has a trained version with stop-set predictions"
+    elif stop:
+        reason = ("you could stop now: the predictions of every question are stable ("
+                  + "; ".join(f"{name}: kappa {kappas[name]}" for name in signals) + ")")
+    else:
+        waiting = {name: s for name, s in signals.items() if not s["stop"]}
+        changing = [f"{name} (kappa {kappas[name]})" for name, s in waiting.items() if len(s["checks"]) == CHECKS]
+        young = [name for name, s in waiting.items() if len(s["checks"]) < CHECKS]
+        reason = "keep labeling: " + "; ".join(
+            ([f"the predictions of {', '.join(changing)} still change"] if changing else []) +
+            ([f"{', '.join(young)}: not enough history yet"] if young else []))
+    return {"stop": stop, "reason": reason, "checks": [], "kappa_threshold": KAPPA, "questions": dict(signals)}

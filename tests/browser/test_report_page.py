@@ -1,8 +1,10 @@
 """The report page in a real headless Chromium, served by a real server process over HTTP with
-basic auth, for a 10-intent project with 100 labels (5 of them wrong) and 300 unlabeled tasks.
-Screenshots go to test-output/browser/ in the repository (gitignored)."""
+basic auth, for a 10-intent project with 100 labels (5 of them wrong) and 300 unlabeled tasks; and
+the page of a project with two questions, one multi-label. Screenshots go to test-output/browser/
+in the repository (gitignored)."""
 import os
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -88,4 +90,52 @@ def test_the_report_page_renders_every_plot_and_the_threshold_filters_the_table(
     OUT.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(OUT / "report.png"), full_page=True)
     print(f"screenshot: {OUT / 'report.png'}")
+    context.close()
+
+
+def test_a_multi_question_project_gets_a_section_per_question(browser, make_app):
+    """The page of the two-question project of tests/integration/test_questions.py (a multi-label
+    topic and a single-choice mood), as the app serves it, under its Content-Security-Policy."""
+    from tests.integration.test_questions import WRONG, build_project
+
+    client = make_app(MIN_LABELS="10")
+    build_project(client)
+    resp = client.get("/report/1")
+    assert resp.status_code == 200
+    url = "http://backend.test/report/1"
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
+    page = context.new_page()
+    errors = []
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.route(url, lambda route: route.fulfill(status=200, body=resp.get_data(as_text=True), headers=dict(resp.headers)))
+    assert page.goto(url).status == 200
+    deadline = time.time() + 30  # polled: wait_for_function evaluates a string, which the policy forbids
+    while page.evaluate("() => document.querySelectorAll('.js-plotly-plot').length") < 5:
+        assert time.time() < deadline, errors
+        time.sleep(0.1)
+    assert errors == []
+    # one section per question, each with its labels per choice, quality, stopping check and suspicious labels
+    titles = page.eval_on_selector_all("#questions section h2", "els => els.map(e => e.textContent)")
+    assert len(titles) == 2 and "topic" in titles[0] and "mood" in titles[1]
+    bars = page.evaluate("() => [0, 1].map(i => document.getElementById(`question-${i}-labels`).data[0].x.length)")
+    assert bars == [3, 2]
+    for i in (0, 1):
+        assert page.text_content(f"#question-{i} .stopping").startswith("Stop signal")
+        assert "macro-F1" in page.text_content(f"#question-{i} .quality")
+    assert "Labels per text" in page.text_content("#question-0 .quality")  # multi-label: label cardinality
+    assert page.eval_on_selector_all("#question-0 table.per-label tbody tr", "rows => rows.length") == 3
+    suspects = page.eval_on_selector_all("#question-0 table.suspicious tbody tr", "rows => rows.map(r => [...r.cells].map(c => c.textContent))")
+    assert [str(WRONG[0]), WRONG[1], "billing", "extra (ticked)"] in [r[:4] for r in suspects[:3]]
+    # the one-question charts give way; the to-label table names each task's least certain question
+    assert page.evaluate("() => ['scatter-section', 'suspicious-section'].map(id => document.getElementById(id).hidden)") == [True, True]
+    assert page.evaluate("() => document.getElementById('labels-class').parentElement.hidden")
+    page.fill("#threshold", "1")
+    assert page.eval_on_selector_all("#next tbody tr", "rows => rows.length") == 60
+    assert page.text_content("#next thead").startswith("tasktextleast certain question")
+    with page.expect_download() as download:
+        page.click("#csv")
+    assert Path(download.value.path()).read_text().startswith("task,text,question,answer,p_answer,rank,score\n")
+    OUT.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(OUT / "report-questions.png"), full_page=True)
     context.close()
