@@ -21,7 +21,7 @@ from .labels import Label, fingerprint
 from .logs import public_error
 from .model import Classifier, TunedClassifier
 from .project import Project
-from .question_training import QUESTIONS_RECIPE, fit_questions, summary
+from .question_training import QUESTIONS_RECIPE, fine_tunes, fit_questions, summary
 from .schema import Schema
 from .served import ServedVersions
 from .settings import Settings
@@ -138,7 +138,7 @@ class Publisher:
         digest = self.fingerprint(schema, labels)
         if self._unchanged(project, digest, record):
             return _nothing
-        tuned = self.settings.train_mode == "finetune" and len(schema.questions) == 1
+        tuned = fine_tunes(schema, self.train_config)
         if self.settings.train_mode == "finetune" and not tuned:
             log.info("project %s: several questions train in head mode, on the shared frozen embeddings (a fine-tuned "
                      "body per question would multiply the version's size and the encoding by the questions)",
@@ -194,12 +194,17 @@ class Publisher:
     def fingerprint(self, schema: Schema, labels: Sequence[Label]) -> str:
         """Equal for two runs that would learn the same thing: labels, classes, encoder, recipe.
         Not the unlabeled pool: it grows whenever a push or Label Studio asks for predictions,
-        and a version no label asked for only makes a twin of the current one."""
-        recipe = repr(sorted(asdict(self.train_config).items()))
-        if self.settings.train_mode == "finetune":
-            recipe += FINETUNE_RECIPE if schema.simple else multilabel_finetune.RECIPE
-        if not schema.simple:
-            recipe += QUESTIONS_RECIPE
+        and a version no label asked for only makes a twin of the current one. Several questions
+        train as head mode does unless `fine_tunes`, so only what they use counts; which of them
+        train depends on MIN_LABELS, so it counts too."""
+        if schema.simple:
+            recipe = repr(sorted(asdict(self.train_config).items()))
+            recipe += FINETUNE_RECIPE if self.settings.train_mode == "finetune" else ""
+        else:
+            tuned = fine_tunes(schema, self.train_config)
+            config = self.train_config if tuned else head_config(self.train_config)
+            recipe = repr(sorted(asdict(config).items())) + QUESTIONS_RECIPE + f" min_labels={self.settings.min_labels}"
+            recipe += multilabel_finetune.RECIPE if tuned else ""
         classes = "\x1f".join(schema.labels) if schema.simple else repr(schema.classes)
         if self.settings.label_prior:
             classes += repr(schema.descriptions if schema.simple else [q.descriptions for q in schema.questions])

@@ -68,7 +68,7 @@ def fit_questions(schema: Schema, labels: List[Label], encoder: Encoder, cfg: Tr
             fitted = trainer_process.run(multilabel.fit_multilabel, emb, y, groups, head_config(cfg), question.labels,
                                          prototypes)
             clf: Classifier = fitted.classifier(encoder, question.labels)
-            if cfg.mode == "finetune" and len(schema.questions) == 1:  # several share the frozen embeddings
+            if fine_tunes(schema, cfg):
                 clf, tuned = fit_tuned_with_quality(encoder.name_or_path, encoder, question.labels, texts, emb, y,
                                                     groups, cfg, fitted, prototypes)
                 fitted.metrics = {**tuned, "prior_scale": fitted.metrics.get("prior_scale")}
@@ -84,6 +84,12 @@ def fit_questions(schema: Schema, labels: List[Label], encoder: Encoder, cfg: Tr
         if fitted.out_of_fold is not None:
             oof[question.from_name] = fitted.out_of_fold
     return QuestionsFit(QuestionModels(members) if members else None, metrics, oof)
+
+
+def fine_tunes(schema: Schema, cfg: TrainConfig) -> bool:
+    """Whether fine-tune mode fine-tunes this config's version: only when its one question is
+    multi-label (several questions share the frozen embeddings; a single-choice one is `simple`)."""
+    return cfg.mode == "finetune" and len(schema.questions) == 1 and schema.questions[0].multiple
 
 
 def _too_few(question: Question, rows: List[Tuple[Label, Tuple[str, ...]]], min_labels: int) -> Optional[str]:
