@@ -248,7 +248,8 @@ def create_app(settings: Optional[Settings] = None) -> Flask:
             # the newest push to Label Studio (with credentials): {"status", "predictions"|"error", "seconds", "at"}
             "push": project.read_json(PUSH_STATE).get("last_push") if settings.label_studio_enabled else None,
             # stabilizing predictions on a stop set: {"stop": bool, "reason", "checks"}
-            "stopping": insight.stop_signal(project, settings.min_labels),
+            "stopping": insight.stop_signal(project, settings.min_labels,
+                                            engine.schema(pid) if project.label_config else None),
         })
 
     @app.route("/report/<project>", methods=["GET"])

@@ -102,8 +102,9 @@ def _cell(value: object) -> object:
 
 
 def _export(args: argparse.Namespace) -> int:
-    """The report's lists from the command line: texts to label next (margin <= threshold; several
-    questions: the rank score of the least certain answer, with its `question`) or the suspicious
+    """The report's lists from the command line: texts to label next (margin <= threshold, 0.3 by
+    default; several questions: the rank score of the least certain answer, with its `question`, by
+    default at most the `question_insight.TO_LABEL_ROWS`-th lowest, as the page) or the suspicious
     labels (several questions: each names its `question`), as CSV or JSON (by the file's suffix),
     from the newest version's files."""
     import csv
@@ -124,7 +125,7 @@ def _export(args: argparse.Namespace) -> int:
     if out.suffix.lower() not in (".csv", ".json"):
         print(f"error: --out must end in .csv or .json, not {out.name!r}", file=sys.stderr)
         return 2
-    if not 0 <= args.threshold <= 1:
+    if args.threshold is not None and not 0 <= args.threshold <= 1:
         print(f"error: --threshold is a margin between 0 and 1, not {args.threshold:g}", file=sys.stderr)
         return 2
     project = Project(pid, settings.model_dir / "projects" / pid, settings.keep_versions)
@@ -136,8 +137,11 @@ def _export(args: argparse.Namespace) -> int:
         print(f"error: {latest['version']} has no suspicious labels: {latest.get('suspicious_reason')}", file=sys.stderr)
         return 1
     questions = "questions" in latest  # one model line per question (`question_insight`)
+    threshold = args.threshold
+    if threshold is None:
+        threshold = question_insight.default_threshold(latest.get("pool") or []) if questions else 0.3
     to_label = question_insight.to_label if questions else insight.to_label
-    rows = latest["suspicious"] if args.suspicious else to_label(latest, args.threshold)
+    rows = latest["suspicious"] if args.suspicious else to_label(latest, threshold)
     if out.suffix.lower() == ".json":
         out.write_text(json.dumps(rows, indent=1, ensure_ascii=False), encoding="utf-8")
     else:
@@ -152,7 +156,7 @@ def _export(args: argparse.Namespace) -> int:
             writer.writeheader()
             writer.writerows({k: _cell(v) for k, v in row.items()} for row in rows)
     what = "suspicious labels" if args.suspicious else (
-        f"texts with {'a least certain rank score' if questions else 'margin'} <= {args.threshold:g}")
+        f"texts with {'a least certain rank score' if questions else 'margin'} <= {threshold:g}")
     print(f"{len(rows)} {what} of project {pid} ({latest['version']}) written to {out}", file=sys.stderr)
     return 0
 
@@ -233,9 +237,10 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     exp = sub.add_parser("export", help="the report's lists as CSV/JSON: texts to label next, or --suspicious labels")
     exp.add_argument("--project", required=True, help="the Label Studio project id")
-    exp.add_argument("--threshold", type=float, default=0.3,
-                     help="texts whose margin (several questions: least certain answer's rank score) is at most this "
-                          "(default 0.3)")
+    exp.add_argument("--threshold", type=float, default=None,
+                     help="texts whose margin is at most this (default 0.3); several questions: whose least certain "
+                          "answer's rank score is at most this (default: the 100th lowest of the sampled texts, so "
+                          "the 100 Label Studio serves first, ties included)")
     exp.add_argument("--out", required=True, help="a .csv or .json file")
     exp.add_argument("--suspicious", action="store_true", help="the suspicious labels instead of the texts to label")
 

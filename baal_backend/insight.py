@@ -20,6 +20,7 @@ from .labels import Label
 from .model import Classifier
 from .project import Project
 from .registry import atomic_write_text
+from .schema import Schema
 
 REPORT_POOL = 5000  # unlabeled tasks scored with each version
 SUSPICIOUS = 200  # labels listed
@@ -134,13 +135,14 @@ def current(project: Project) -> Optional[Dict]:
     return None
 
 
-def stop_signal(project: Project, min_labels: int) -> Dict[str, object]:
-    """The stopping signal; a project whose newest version has one model line per question gets
-    one per question (`stopping.question_signals`) and stops when all of them do."""
+def stop_signal(project: Project, min_labels: int, schema: Optional[Schema]) -> Dict[str, object]:
+    """The stopping signal under the project's current config (None: it has none yet): a config
+    with one model line per question gets one per question it asks (`stopping.question_signals`,
+    whatever the newest version trained) and stops when all of them do (`stopping.combine`)."""
     lines = history(project)
-    if lines and "questions" in lines[-1]:
-        return stopping.combine(stopping.question_signals(lines, min_labels))
-    return stopping.signal(lines, min_labels)
+    if schema is None or schema.simple:
+        return stopping.signal(lines, min_labels)
+    return stopping.combine(stopping.question_signals(lines, min_labels, [q.from_name for q in schema.questions]))
 
 
 def to_label(insight: Optional[Dict], threshold: float) -> List[Dict]:

@@ -269,6 +269,9 @@ class MultiLabelFit:
     metrics: Dict[str, object]
     out_of_fold: Optional[np.ndarray]  # [labels rows, labels]: mean probabilities from heads that never saw the row's task
     prior: Optional[MultiLabelPrior] = None  # the label-name prior the head learned on top of
+    #: `out_of_fold` with NaN where the fold's head never saw a positive of the label: there its
+    #: probability says nothing about the row (the report's suspicious labels skip those cells)
+    informative: Optional[np.ndarray] = None
 
     def classifier(self, encoder: Encoder, labels: Sequence[str]) -> MultiLabelClassifier:
         return MultiLabelClassifier.from_state(encoder, self.state, labels, self.thresholds, self.at_least_one,
@@ -284,7 +287,8 @@ def fit_multilabel(emb: np.ndarray, y: np.ndarray, groups: Sequence[int], cfg: T
     other folds; with a held-out slice, a probe trained without it, under thresholds fitted on the
     rest's out-of-fold probabilities. Then the head on every label. Fewer than `quality.MIN_TASKS`
     tasks: no folds, `DEFAULT_THRESHOLD`. A fold's probabilities of a label its head never saw a
-    positive of say nothing about where that label's threshold lies, and are left out of the fit.
+    positive of say nothing about where that label's threshold lies, and are left out of the fit
+    (`MultiLabelFit.informative` marks them NaN).
     With the label names' `prototypes` (`prior.LabelPrior`'s), each head, probes too, learns on top
     of a `MultiLabelPrior` fitted to its own training labels. `labels` name the label columns
     (`scores`' `per_label_f1`)."""
@@ -334,4 +338,5 @@ def fit_multilabel(emb: np.ndarray, y: np.ndarray, groups: Sequence[int], cfg: T
         metrics["prior_scale"] = prior.scale
     state = {k: v.numpy() for k, v in head.state_dict().items()}
     cardinality = float(y.sum(1).mean()) if len(y) else 1.0
-    return MultiLabelFit(state, thresholds, at_least_one, cardinality, metrics, oof if oof_ok else None, prior)
+    return MultiLabelFit(state, thresholds, at_least_one, cardinality, metrics, oof if oof_ok else None, prior,
+                         informative if oof_ok else None)

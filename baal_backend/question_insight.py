@@ -8,9 +8,10 @@ one): what `insight` keeps for a one-question project, per question, in the same
 * One history line per version: its labels and mean quality, and per question its labels, quality
   and stop-set predictions, so each question has its own stopping signal
   (`stopping.question_signals`) on the stop-set tasks where it is shown. A single-choice question's
-  prediction is its class. A multi-label question's is the predicted label SET, its choices joined
-  in config order by `SET_SEPARATOR`: Cohen's kappa compares the sets as categories, so a text
-  whose predicted set gains or loses one label counts as a changed prediction.
+  prediction is its class. A multi-label question's is the predicted label SET, its choices sorted
+  and joined by `SET_SEPARATOR` (reordering the config's choices changes no set): Cohen's kappa
+  compares the sets as categories, so a text whose predicted set gains or loses one label counts
+  as a changed prediction.
 * Suspicious labels per question, from the out-of-fold probabilities of its fit
   (`question_training.QuestionsFit.out_of_fold`): a single-choice question's as `insight.suspicious`
   does for a one-question project; a multi-label one's per annotation and label
@@ -37,6 +38,10 @@ MISSING, EXTRA, OTHER_CLASS = "missing", "extra", "other class"
 #: Each question's figures kept in the history (the newest version's full metrics are in its insight).
 HISTORY_METRICS = ("n_labels", "eval", "reason", "accuracy", "macro_f1", "micro_f1")
 TO_LABEL_COLUMNS = ["task", "text", "question", "answer", "p_answer", "rank", "score"]
+#: The page and the export list by default the sampled texts with this many lowest rank scores
+#: (`default_threshold`): each question's heuristic puts its rank scores on a scale of its own (a
+#: multi-label question's rarely fall below 0.6), so no fixed cut-off selects a batch in every project.
+TO_LABEL_ROWS = 100
 SUSPICIOUS_COLUMNS = ["question", "kind", "annotation", "task", "text", "label", "given", "p_label", "threshold",
                       "model_says", "p_model", "suspicion"]
 
@@ -74,7 +79,7 @@ def history_entry(version: str, n_labels: int, metrics: Dict, rows: List[Dict], 
         if name in predicted:
             shown = [r for r in stop if name in r["answers"]]
             line.update(stop_ids=[r["task"] for r in shown],
-                        stop_pred=[SET_SEPARATOR.join(r["answers"][name]["choices"]) for r in shown])
+                        stop_pred=[SET_SEPARATOR.join(sorted(r["answers"][name]["choices"])) for r in shown])
         questions[name] = line
     return {"version": version, "n_labels": n_labels, "created_at": created_at, "accuracy": metrics.get("accuracy"),
             "macro_f1": metrics.get("macro_f1"), "eval": metrics.get("eval"),
@@ -87,14 +92,15 @@ def multilabel_suspicious(name: str, rows: Sequence[Tuple[Label, Tuple[str, ...]
     """A multi-label question's doubtful (annotation, label) pairs. Not ticked while its
     out-of-fold probability p lies above the label's threshold t by `CLEAR` of the way to 1
     ((p - t) / (1 - t)): "missing"; ticked while p lies below t by `CLEAR` of the way to 0
-    ((t - p) / t): "extra". Ranked by that share (`suspicion`). A label ticked on one text only is
-    not judged extra: the head that gave that text's probability never saw a positive of it."""
+    ((t - p) / t): "extra". Ranked by that share (`suspicion`). A NaN probability judges nothing:
+    the head that gave it never saw a positive of the label (`multilabel.MultiLabelFit.informative`;
+    e.g. a label ticked on one task only)."""
     y = multilabel.label_matrix([choices for _, choices in rows], labels) > 0
     if oof.shape != y.shape:
         raise ValueError(f"{name}: out-of-fold probabilities {oof.shape} for {y.shape} labels")
     t = np.clip(np.asarray(thresholds, dtype=np.float64), 1e-6, 1 - 1e-6)[None, :]
     wrong = np.where(y, (t - oof) / t, (oof - t) / (1 - t))
-    wrong[y & (y.sum(0) < 2)[None, :]] = -np.inf
+    wrong[np.isnan(wrong)] = -np.inf
     out: List[Dict] = []
     for i, k in zip(*np.unravel_index(np.argsort(-wrong, axis=None, kind="stable")[:limit], y.shape)):
         if not wrong[i, k] >= CLEAR:
@@ -147,19 +153,70 @@ def record(project: Project, version: str, models: QuestionModels, schema: Schem
     return len(rows)
 
 
-def to_label(data: Optional[Dict], threshold: float) -> List[Dict]:
-    """The sampled unlabeled tasks whose least certain answer's rank score is at most `threshold`,
-    lowest first, as flat rows (`TO_LABEL_COLUMNS`, as the page's export)."""
-    rows = sorted((r for r in (data or {}).get("pool") or [] if r["rank"] <= threshold), key=lambda r: r["rank"])
+def default_threshold(pool: Sequence[Dict]) -> float:
+    """The page's and the export's default cut-off: the rank score of the `TO_LABEL_ROWS`-th lowest
+    pool row (every row when fewer; 1.0 without rows), so they list the texts Label Studio serves
+    first, ties included."""
+    ranks = sorted(r["rank"] for r in pool)
+    return ranks[min(TO_LABEL_ROWS, len(ranks)) - 1] if ranks else 1.0
+
+
+def to_label(data: Optional[Dict], threshold: Optional[float] = None) -> List[Dict]:
+    """The sampled unlabeled tasks whose least certain answer's rank score is at most `threshold`
+    (None: `default_threshold`), lowest first, as flat rows (`TO_LABEL_COLUMNS`, as the page's export)."""
+    pool = (data or {}).get("pool") or []
+    cut = default_threshold(pool) if threshold is None else threshold
+    rows = sorted((r for r in pool if r["rank"] <= cut), key=lambda r: r["rank"])
     return [{"task": r["task"], "text": r["text"], "question": r["question"],
              "answer": " + ".join(r["answers"][r["question"]]["choices"]) if r["question"] else "",
              "p_answer": r["answers"][r["question"]]["p"] if r["question"] else None,
              "rank": r["rank"], "score": r["score"]} for r in rows]
 
 
+def config_insight(schema: Schema, data: Dict) -> Dict:
+    """A version's `insight.json` data as the current config reads it: each pool row keeps the
+    answers of the questions the config asks (its least certain `question` and `rank` taken again
+    from them, 1.0 where none is left, as `combined_scores`), and the suspicious labels theirs."""
+    names = {q.from_name for q in schema.questions}
+    rows = []
+    for row in data.get("pool") or []:
+        if set(row["answers"]) <= names:
+            rows.append(row)
+            continue
+        kept = {name: a for name, a in row["answers"].items() if name in names}
+        question = min(kept, key=lambda name: kept[name]["rank"]) if kept else None
+        rows.append({**row, "answers": kept, "question": question, "rank": kept[question]["rank"] if kept else 1.0})
+    suspects = data.get("suspicious")
+    return {**data, "pool": rows,
+            "suspicious": None if suspects is None else [r for r in suspects if r.get("question") in names]}
+
+
+def config_history(schema: Schema, lines: Sequence[Dict]) -> List[Dict]:
+    """History lines as the current config reads them (the learning curve): a line of a version
+    with one model line per question keeps the figures of the questions the config asks, and where
+    it drops one, its mean quality (`question_training.summary`) is taken again over those left;
+    under a simple config, the line keeps no `questions` (its one question's figures are the line's)."""
+    names = {q.from_name for q in schema.questions}
+    out = []
+    for line in lines:
+        figures = line.get("questions")
+        if not isinstance(figures, dict) or (set(figures) <= names and not schema.simple):
+            out.append(line)
+            continue
+        kept = {name: q for name, q in figures.items() if name in names}
+        mean = {key: [q[key] for q in kept.values() if q.get(key) is not None] for key in ("accuracy", "macro_f1")}
+        line = {**line, **{key: float(np.mean(v)) if v else None for key, v in mean.items()}}
+        if schema.simple:
+            line.pop("questions")
+        else:
+            line["questions"] = kept
+        out.append(line)
+    return out
+
+
 def sections(schema: Schema, stored: Sequence[Label], latest: Dict, stop: Dict) -> List[Dict]:
     """The report page's part per question: its labels per choice, the newest version's metrics
-    for it, its stopping signal (None: not predicted yet) and its suspicious labels."""
+    for it, its stopping signal (`stopping.question_signals`) and its suspicious labels."""
     figures = latest.get("questions") or {}
     signals = stop.get("questions") or {}
     suspects = latest.get("suspicious") or []

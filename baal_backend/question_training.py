@@ -41,7 +41,8 @@ class QuestionsFit:
     """The version (None when no question had enough labels), each question's quality or the
     reason it was left out, and per trained question its out-of-fold probabilities (the report's
     suspicious labels): [its `for_question` rows, its labels], a single-choice question's class
-    probabilities or a multi-label one's per-label sigmoid ones; absent where its fit had none."""
+    probabilities or a multi-label one's per-label sigmoid ones, NaN where the fold's head never saw
+    a positive of the label (`multilabel.MultiLabelFit.informative`); absent where its fit had none."""
 
     models: Optional[QuestionModels]
     metrics: Dict[str, Dict]
@@ -81,8 +82,9 @@ def fit_questions(schema: Schema, labels: List[Label], encoder: Encoder, cfg: Tr
         fitted.metrics.pop("fit", None)
         metrics[question.from_name] = {**fitted.metrics, "n_labels": len(rows)}
         members.append((question.from_name, clf))
-        if fitted.out_of_fold is not None:
-            oof[question.from_name] = fitted.out_of_fold
+        own = fitted.informative if question.multiple else fitted.out_of_fold
+        if own is not None:
+            oof[question.from_name] = own
     return QuestionsFit(QuestionModels(members) if members else None, metrics, oof)
 
 

@@ -20,13 +20,16 @@ from . import insight, question_insight
 from .answers import for_question
 from .engine import Engine
 
-DEFAULT_THRESHOLD = 0.3  # margin <= 0.3: the source notebook's "uncertain" texts
+#: One single-choice question: margin <= 0.3, the source notebook's "uncertain" texts. Several
+#: questions: the rank score of the `question_insight.TO_LABEL_ROWS`-th lowest pool row.
+DEFAULT_THRESHOLD = 0.3
 
 
 def collect(engine: Engine, project_id: str) -> Dict:
     """The page's data: labels over time and per class, the versions' quality with the stopping
     signal, the newest version's pool sample and suspicious labels, and the training status;
-    `questions`: None for one single-choice question, else one section per question."""
+    `questions`: None for one single-choice question, else one section per question. All of it
+    as the current config reads it: its questions only, whatever older versions were trained on."""
     project = engine.project(project_id)
     schema = engine.schema(project_id)
     stored = sorted(project.store.all(), key=lambda lb: lb.updated_at) if project.label_count() else []
@@ -38,11 +41,13 @@ def collect(engine: Engine, project_id: str) -> Dict:
         for _, choices in for_question(stored, schema, schema.first):
             for choice in choices:
                 per_class[choice] += 1
-    history = [insight.without_stop_sets(h) for h in insight.history(project)]
+    history = question_insight.config_history(schema, [insight.without_stop_sets(h) for h in insight.history(project)])
     latest = insight.current(project) or {}
     if ("questions" in latest) == schema.simple:  # written under another config: its rows do not fit this page
         latest = {}
-    stopping = insight.stop_signal(project, engine.settings.min_labels)
+    elif not schema.simple:
+        latest = question_insight.config_insight(schema, latest)
+    stopping = insight.stop_signal(project, engine.settings.min_labels, schema)
     return {
         "project": project_id,
         "classes": list(schema.labels),
@@ -60,7 +65,7 @@ def collect(engine: Engine, project_id: str) -> Dict:
         "training": {"running": engine.jobs.is_training(project_id), "last_run": project.last_run},
         # what needs fixing for this project (e.g. "push:<id>": a push to Label Studio failed)
         "problems": sorted(text for key, text in engine.problems.items() if key.partition(":")[2] == project_id),
-        "threshold": DEFAULT_THRESHOLD,
+        "threshold": DEFAULT_THRESHOLD if schema.simple else question_insight.default_threshold(latest.get("pool", [])),
     }
 
 

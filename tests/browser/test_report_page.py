@@ -130,6 +130,9 @@ def test_a_multi_question_project_gets_a_section_per_question(browser, make_app)
     # the one-question charts give way; the to-label table names each task's least certain question
     assert page.evaluate("() => ['scatter-section', 'suspicious-section'].map(id => document.getElementById(id).hidden)") == [True, True]
     assert page.evaluate("() => document.getElementById('labels-class').parentElement.hidden")
+    # by default the 100 texts with the lowest rank scores: all 60 here, of both questions
+    cells = page.eval_on_selector_all("#next tbody tr", "rows => rows.map(r => r.cells[2].textContent)")
+    assert len(cells) == 60 and set(cells) == {"topic", "mood"}
     page.fill("#threshold", "1")
     assert page.eval_on_selector_all("#next tbody tr", "rows => rows.length") == 60
     assert page.text_content("#next thead").startswith("tasktextleast certain question")

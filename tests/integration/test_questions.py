@@ -104,6 +104,7 @@ def test_two_questions_one_multi_label_both_learn_and_prefill(make_app, tmp_path
         assert 0 <= result["score"] <= 1
     assert moods_right >= 0.8 * len(tests)
     assert 2 * topic_hits / topic_total > 0.6  # micro-F1 of the pre-filled topics
+    _the_report_follows_the_current_config(client)
 
 
 def test_a_question_with_too_few_labels_waits_while_the_other_trains(make_app):
@@ -145,6 +146,7 @@ def _report_has_a_section_per_question(client, sent, version):
     # the pool sample: per task each question's answer, and the least certain one's rank
     assert len(data["pool"]) == 60 and all(set(r["answers"]) == {"topic", "mood"} for r in data["pool"])
     assert all(r["rank"] == min(a["rank"] for a in r["answers"].values()) for r in data["pool"])
+    assert data["threshold"] == max(r["rank"] for r in data["pool"])  # the 100 lowest: here all 60
     # the wrong "billing" is an extra label near the top of the topic question's suspicious list
     top = [(s["annotation"], s["label"], s["kind"]) for s in topic["suspicious"][:3]]
     assert (WRONG[0], "billing", "extra") in top, topic["suspicious"][:5]
@@ -162,7 +164,42 @@ def _export_names_the_question(tmp_path):
     assert rows and {r["question"] for r in rows} <= {"topic", "mood"}
     wrong = [r for r in rows if r["annotation"] == str(WRONG[0]) and r["label"] == "billing"]
     assert wrong and wrong[0]["question"] == "topic" and wrong[0]["kind"] == "extra"
+    # by default the 100 lowest rank scores (here all 60 sampled texts): rows of both questions,
+    # not the one or two whose single-choice margin is below 0.3
+    export("--out", str(tmp_path / "default.json"))
+    rows = json.loads((tmp_path / "default.json").read_text())
+    assert len(rows) == 60 and {r["question"] for r in rows} == {"topic", "mood"}
     export("--threshold", "1", "--out", str(tmp_path / "to_label.json"))
     rows = json.loads((tmp_path / "to_label.json").read_text())
     assert len(rows) == 60 and {r["question"] for r in rows} <= {"topic", "mood"}
     assert [r["rank"] for r in rows] == sorted(r["rank"] for r in rows)
+
+
+def _the_report_follows_the_current_config(client):
+    """The config loses a question, then becomes one simple question: before and after the retrain
+    the report's stop signal, pool rows and learning curve name only the questions asked now."""
+    topic_only = re.sub(r'<Choices name="mood".*?</Choices>', "", CONFIG)
+    assert client.post("/setup", json={"project": "1.1795516926", "schema": topic_only}).status_code == 200
+    for _ in range(2):  # at once (the old version's files), then after the retrain
+        data = report_data(client, "1")
+        assert [q["name"] for q in data["questions"]] == ["topic"]
+        assert set(data["stopping"]["questions"]) == {"topic"} and "mood" not in data["stopping"]["reason"]
+        assert data["pool"] and all(set(r["answers"]) == {"topic"} for r in data["pool"])
+        assert all(r["question"] == "topic" and r["rank"] == r["answers"]["topic"]["rank"] for r in data["pool"])
+        assert all(set(v["questions"]) <= {"topic"} for v in data["versions"] if "questions" in v)
+        assert all(s["question"] == "topic" for s in data["suspicious"])
+        assert client.engine.jobs.wait_idle("1", 300)
+    simple = ('<View><Text name="text" value="$text"/><Choices name="mood" toName="text" choice="single">'
+              '<Choice value="happy"/><Choice value="unhappy"/></Choices></View>')
+    assert client.post("/setup", json={"project": "1.1795516926", "schema": simple}).status_code == 200
+    lines = {h["version"]: h for h in insight.history(client.engine.project("1"))}
+    for _ in range(2):
+        data = report_data(client, "1")
+        assert data["questions"] is None and "questions" not in data["stopping"]
+        assert "topic" not in data["stopping"]["reason"] and "mood" not in data["stopping"]["reason"]
+        assert all("questions" not in v and "answers" not in r for v in data["versions"] for r in data["pool"])
+        for v in data["versions"]:  # a two-question version's point on the curve: its mood figures
+            mood = lines.get(v["version"], {}).get("questions", {}).get("mood")
+            if mood and "topic" in lines[v["version"]]["questions"]:
+                assert (v["macro_f1"], v["accuracy"]) == (mood["macro_f1"], mood["accuracy"])
+        assert client.engine.jobs.wait_idle("1", 300)

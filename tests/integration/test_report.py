@@ -56,6 +56,8 @@ def test_the_export_cli_writes_the_pages_lists(project, tmp_path):
     expected = [r for r in latest["pool"] if r["margin"] <= 0.3]
     assert len(rows) == len(expected) and all(float(r["margin"]) <= 0.3 for r in rows)
     assert [float(r["margin"]) for r in rows] == sorted(float(r["margin"]) for r in rows)
+    default = _export(models, "--project", "7", "--out", str(tmp_path / "default.csv"))  # one question: margin <= 0.3
+    assert default.returncode == 0 and list(csv.DictReader(open(tmp_path / "default.csv"))) == rows
     everything = _export(models, "--project", "7", "--threshold", "1", "--out", str(tmp_path / "all.json"))
     assert everything.returncode == 0 and len(json.loads((tmp_path / "all.json").read_text())) == 300
     run = _export(models, "--project", "7", "--suspicious", "--out", str(tmp_path / "suspicious.json"))

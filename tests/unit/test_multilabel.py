@@ -119,6 +119,29 @@ def test_fit_measures_micro_and_macro_f1_by_task_with_folds_or_a_holdout():
     assert (tiny.thresholds == ml.DEFAULT_THRESHOLD).all() and tiny.out_of_fold is None
 
 
+def test_out_of_fold_cells_whose_head_never_saw_the_label_are_marked_and_judge_nothing():
+    """Label c ticked twice, on one task (two annotators): both rows fall in one fold, whose head
+    never saw a positive of c. Its low probability there must not call the two labels extra."""
+    from baal_backend.labels import Label
+    from baal_backend.question_insight import multilabel_suspicious
+
+    rng = np.random.default_rng(0)
+    y = np.zeros((20, 3), np.float32)
+    y[np.arange(20), np.arange(20) % 2] = 1
+    y[[0, 1], 2] = 1
+    groups = np.arange(20)
+    groups[1] = 0
+    emb = y @ np.eye(3, 16, dtype=np.float32) + rng.normal(scale=0.3, size=(20, 16)).astype(np.float32)
+    fit = fit_in_trainer(emb / np.linalg.norm(emb, axis=1, keepdims=True), y, groups, TrainConfig(num_draws=4),
+                         ("a", "b", "c"))
+    assert np.isnan(fit.informative[[0, 1], 2]).all() and fit.out_of_fold[[0, 1], 2].max() < 0.2
+    assert not np.isnan(fit.informative[:, :2]).any()
+    assert np.array_equal(fit.informative[2:, :2], fit.out_of_fold[2:, :2])
+    rows = [(Label(i, int(groups[i]), f"t{i}", "s"), tuple(l for l, v in zip("abc", y[i]) if v)) for i in range(20)]
+    found = multilabel_suspicious("q", rows, ("a", "b", "c"), fit.informative, fit.thresholds)
+    assert [s for s in found if s["label"] == "c"] == []
+
+
 def test_scores_give_each_labels_f1_by_name_and_the_cardinality_true_and_predicted():
     y = np.array([[1, 1, 0, 0], [1, 0, 0, 0], [0, 1, 0, 0], [1, 0, 0, 0]])
     pred = np.array([[1, 0, 1, 0], [1, 0, 0, 0], [0, 1, 1, 0], [0, 0, 1, 0]], dtype=bool)
