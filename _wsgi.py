@@ -235,6 +235,10 @@ def create_app(settings: Optional[Settings] = None) -> Flask:
         project = engine.project(pid)
         details = engine.versions(pid)
         training = engine.jobs.is_training(pid)  # None: unknown (Redis does not answer)
+        try:
+            schema = engine.schema(pid) if project.label_config else None
+        except SchemaError:  # an unreadable stored config: /versions still says what the last run did
+            schema = None
         return jsonify({
             "versions": [v["version"] for v in details],
             "current": engine.current_version(pid),
@@ -248,8 +252,7 @@ def create_app(settings: Optional[Settings] = None) -> Flask:
             # the newest push to Label Studio (with credentials): {"status", "predictions"|"error", "seconds", "at"}
             "push": project.read_json(PUSH_STATE).get("last_push") if settings.label_studio_enabled else None,
             # stabilizing predictions on a stop set: {"stop": bool, "reason", "checks"}
-            "stopping": insight.stop_signal(project, settings.min_labels,
-                                            engine.schema(pid) if project.label_config else None),
+            "stopping": insight.stop_signal(project, settings.min_labels, schema),
         })
 
     @app.route("/report/<project>", methods=["GET"])

@@ -10,7 +10,7 @@ import redis
 from rq import Queue, SimpleWorker
 
 from baal_backend import redis_queue, rq_runner
-from tests.helpers import app_client, sentiment_events
+from tests.helpers import sentiment_events
 from tests.integration.test_redis import Worker, _redis_server_binary
 from tests.processes import free_port
 

@@ -5,9 +5,7 @@ import resource
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-import pytest
 import requests
 
 from tests.helpers import SENTIMENT, label_config, sentiment_events, task
